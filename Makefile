@@ -1,0 +1,43 @@
+# airdock — the two commands a user needs are `make bundle` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the tests drive as real peers (rpm/dnf/createrepo_c, registry, dockerd, skopeo)
+TEST_DEBS := rpm createrepo-c dnf python3-dnf docker.io docker-registry skopeo busybox-static \
+             gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross util-linux
+TEST_TOOLS := rpmbuild rpmsign createrepo_c dnf dockerd docker-registry skopeo busybox aarch64-linux-gnu-gcc unshare
+BUNDLE_ARGS ?=
+
+.PHONY: all bundle test lint venv deps clean demo bench
+
+all: test
+
+$(BIN)/airdock: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/airdock
+
+bundle: venv
+	$(BIN)/airdock build --output bundles/ $(BUNDLE_ARGS)
+
+# Installs the Debian tools the tests need when one is missing (apt-get), so a fresh machine works.
+deps:
+	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing test tools (missing:$$missing)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(TEST_DEBS); \
+	fi
+
+test: deps venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check builder tests
+	$(BIN)/ruff format --check builder tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .cache
