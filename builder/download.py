@@ -226,8 +226,12 @@ class Downloader:
         for _ in range(_MAX_REDIRECTS + 1):
             try:
                 resp = self.session().request(
-                    method, url, headers=hdrs, stream=stream,
-                    timeout=self.timeout, allow_redirects=False,
+                    method,
+                    url,
+                    headers=hdrs,
+                    stream=stream,
+                    timeout=self.timeout,
+                    allow_redirects=False,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise _Retry(f"cannot reach {url}: {_reason(exc)}") from exc
@@ -343,9 +347,15 @@ class Downloader:
                         self.stats.add(network_bytes=len(chunk))
                         if self.on_progress:
                             self.on_progress(len(chunk))
-            except (requests.RequestException, urllib3.exceptions.HTTPError,
-                    ConnectionError, TimeoutError) as exc:
-                raise _Retry(f"download of {url} broke off after {got} bytes: {_reason(exc)}") from exc
+            except (
+                requests.RequestException,
+                urllib3.exceptions.HTTPError,
+                ConnectionError,
+                TimeoutError,
+            ) as exc:
+                raise _Retry(
+                    f"download of {url} broke off after {got} bytes: {_reason(exc)}"
+                ) from exc
 
         if item.size is not None and got != item.size:
             if got < item.size:
@@ -377,8 +387,9 @@ class Downloader:
                     f.cancel()
                 raise
 
-    def get_bytes(self, urls: Sequence[str], label: str, workdir: Path,
-                  digest: Digest | None = None) -> tuple[bytes, str]:
+    def get_bytes(
+        self, urls: Sequence[str], label: str, workdir: Path, digest: Digest | None = None
+    ) -> tuple[bytes, str]:
         """Fetch a small document (repomd.xml, a .repo file) and return (bytes, url)."""
         dest = workdir / f".{label}.download"
         got = self.fetch(Download(tuple(urls), dest, digest, label=label))

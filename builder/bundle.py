@@ -1,0 +1,430 @@
+"""Building a bundle: plan (metadata + resolution), fetch, verify, write, publish.
+
+Data flows one way. :func:`make_plan` reads the repositories' metadata and asks
+libsolv what a CentOS 7 host needs; it fetches no RPM, so ``--dry-run`` can show
+the plan. :func:`build` then downloads and verifies what the plan names, writes
+the bundle into a temporary folder beside the output and renames it (and the
+tarball) into place only when everything is complete and checksummed: an
+interrupted or failed build never leaves anything under a final name.
+
+Every timestamp in the bundle is the bundle's ``created`` time: SOURCE_DATE_EPOCH
+when set, else the newest metadata timestamp of the repositories read (the
+mirror state the bundle reflects). Same mirror state in, same bytes out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__
+from .download import Download, Downloader, file_digest
+from .errors import AirdockError, UsageError
+from .mirrors import CENTOS_RELEASE, RELEASEVER, Mirror
+from .repodata import Repo, core_group, fetch_records, fetch_repo, group_record
+from .repowriter import write_repodata
+from .resolve import Package, Solver, check_version
+from .rpmverify import Keyring, verify_rpm
+from .tarutil import write_tar_gz
+
+FORMAT_VERSION = 1
+DEFAULT_PACKAGES = (
+    "docker-ce",
+    "docker-ce-cli",
+    "containerd.io",
+    "docker-buildx-plugin",
+    "docker-compose-plugin",
+)
+DEFAULT_IMAGES = ("hello-world:latest",)
+INSTALLER_DIR = Path(__file__).resolve().parent / "installer"
+INSTALLER_FILES = ("install.sh", "airdock_install.py", "README.txt")
+# Installed CentOS packages that must go in the same transaction (el7-facts.md).
+OLD_DOCKER_PACKAGES = (
+    "docker",
+    "docker-client",
+    "docker-client-latest",
+    "docker-common",
+    "docker-latest",
+    "docker-latest-logrotate",
+    "docker-logrotate",
+    "docker-engine",
+)
+
+
+@dataclass
+class BuildOptions:
+    mirror: Mirror
+    output: Path
+    cache_dir: Path
+    arch: str = "x86_64"
+    channel: str = "stable"
+    docker_version: str | None = None
+    packages: Sequence[str] = DEFAULT_PACKAGES
+    closure: str = "minimal"
+    jobs: int = 4
+    gpg_keys: Sequence[Path] = ()
+    images: Sequence[str] = DEFAULT_IMAGES
+    registry_options: object | None = None  # builder.images.RegistryOptions
+
+
+@dataclass
+class Plan:
+    name: str
+    docker_version: str
+    created: int
+    repos: list[Repo]
+    baseline: list[str]
+    packages: list[Package]
+    docker_repo: str
+    available_versions: list[str] = field(default_factory=list)
+
+    @property
+    def download_size(self) -> int:
+        return sum(p.size for p in self.packages)
+
+
+@dataclass
+class BuildResult:
+    folder: Path
+    tarball: Path
+    tarball_sha256: str
+    manifest: dict
+
+
+class Reporter:
+    """What a build tells its user; the CLI subclasses it with tqdm bars."""
+
+    def step(self, message: str) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def bytes_started(self, label: str, total: int) -> None:  # noqa: B027
+        pass
+
+    def bytes_advanced(self, count: int) -> None:  # noqa: B027
+        pass
+
+    def bytes_finished(self) -> None:  # noqa: B027
+        pass
+
+
+def docker_repo_id(channel: str) -> str:
+    return f"docker-ce-{channel}"
+
+
+def bundle_name(version: str, arch: str, mirror: Mirror) -> str:
+    return f"airdock-docker-ce-{version}-el7-{arch}-{mirror.name}"
+
+
+def source_date_epoch(default: int) -> int:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(
+            f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds; "
+            "unset it or give a Unix timestamp"
+        ) from None
+
+
+# -- metadata ----------------------------------------------------------------------------
+def fetch_docker_repo(opts: BuildOptions, downloader: Downloader, workdir: Path) -> Repo:
+    repo_id = docker_repo_id(opts.channel)
+    return fetch_repo(
+        downloader, repo_id, opts.mirror.docker_repo_url(opts.arch, opts.channel), workdir
+    )
+
+
+def list_versions(opts: BuildOptions, downloader: Downloader, workdir: Path) -> list[str]:
+    """docker-ce versions the mirror really has, newest first."""
+    repo = fetch_docker_repo(opts, downloader, workdir)
+    solver = Solver(opts.arch)
+    solver.add_repo(repo)
+    return solver.versions("docker-ce", repo.id)
+
+
+def make_plan(
+    opts: BuildOptions, downloader: Downloader, workdir: Path, reporter: Reporter | None = None
+) -> Plan:
+    reporter = reporter or Reporter()
+    if opts.closure not in ("minimal", "full"):
+        raise UsageError(f"--closure {opts.closure!r} is not known; use minimal or full")
+    reporter.step(f"reading metadata from {opts.mirror.docker_ce} and {opts.mirror.os}")
+    repos = [fetch_docker_repo(opts, downloader, workdir)]
+    for name in ("os", "extras", "updates"):
+        types = ("primary",)
+        repos.append(
+            fetch_repo(
+                downloader,
+                f"centos-{name}",
+                opts.mirror.centos_repo_url(name, opts.arch),
+                workdir,
+                types,
+            )
+        )
+    os_repo = repos[1]
+
+    solver = Solver(opts.arch)
+    for repo in repos:
+        solver.add_repo(repo)
+    if solver.unresolved_file_deps():
+        # primary.xml lists only common file paths; load filelists where they are needed.
+        reporter.step("loading filelists for file dependencies")
+        for repo in repos:
+            if "filelists" in repo.records:
+                fetch_records(downloader, repo, workdir, ("filelists",))
+                solver.extend_filelists(repo)
+
+    docker_repo = repos[0].id
+    versions = solver.versions("docker-ce", docker_repo)
+    version = check_version(opts.docker_version, versions)
+
+    baseline: list[str] = []
+    if opts.closure == "minimal":
+        kind = group_record(os_repo)
+        if kind is None:
+            raise AirdockError(
+                f"the os repository {os_repo.baseurl} has no comps group file, "
+                "so the @core baseline is unknown; use --closure full"
+            )
+        fetch_records(downloader, os_repo, workdir, (kind,))
+        baseline = solver.install_baseline(core_group(os_repo.files[kind]), os_repo.id)
+
+    reporter.step(
+        f"resolving {', '.join(opts.packages)} for docker-ce {version} "
+        f"({'CentOS ' + CENTOS_RELEASE + ' @core' if baseline else 'empty system'})"
+    )
+    packages = solver.solve(opts.packages, version, docker_repo)
+    created = source_date_epoch(max(r.timestamp for r in repos))
+    return Plan(
+        bundle_name(version, opts.arch, opts.mirror),
+        version,
+        created,
+        repos,
+        baseline,
+        packages,
+        docker_repo,
+        versions,
+    )
+
+
+# -- the build ---------------------------------------------------------------------------
+def build(
+    opts: BuildOptions,
+    downloader: Downloader,
+    reporter: Reporter | None = None,
+    plan: Plan | None = None,
+) -> BuildResult:
+    reporter = reporter or Reporter()
+    keyring = Keyring.load(opts.gpg_keys)
+    opts.output.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=".airdock-build-", dir=opts.output))
+    try:
+        plan = plan or make_plan(opts, downloader, workdir / "metadata", reporter)
+        staging = workdir / plan.name
+        rpms = fetch_rpms(plan, downloader, staging / "rpms", opts.jobs, reporter)
+        reporter.step(f"verifying {len(rpms)} RPM headers and signatures")
+        signers = verify_rpms(plan.packages, rpms, keyring)
+        reporter.step("writing repodata with createrepo_c")
+        write_repodata(staging / "rpms", [p.filename for p in plan.packages], plan.created)
+        key_entries = copy_keys(keyring, set(signers.values()), staging / "keys")
+        images = pull_images(opts, downloader, staging, workdir, reporter)
+        installer = copy_installer(staging)
+        manifest = make_manifest(opts, plan, rpms, signers, key_entries, images, installer)
+        write_json(staging / "manifest.json", manifest)
+        write_sha256sums(staging)
+        reporter.step("writing the reproducible tarball")
+        tarball = workdir / f"{plan.name}.tar.gz"
+        write_tar_gz(tarball, staging, plan.name, plan.created)
+        digest = file_digest(tarball)["sha256"]
+        (workdir / f"{tarball.name}.sha256").write_text(f"{digest}  {tarball.name}\n")
+        for path in staging.rglob("*"):
+            os.utime(path, (plan.created, plan.created), follow_symlinks=False)
+        folder = publish(workdir, plan.name, opts.output)
+        return BuildResult(folder, opts.output / tarball.name, digest, manifest)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def fetch_rpms(
+    plan: Plan, downloader: Downloader, dest: Path, jobs: int, reporter: Reporter
+) -> dict[str, dict]:
+    items = [
+        Download((p.url,), dest / p.filename, p.digest, p.size, label=p.filename)
+        for p in plan.packages
+    ]
+    reporter.step(f"fetching {len(items)} RPMs ({plan.download_size / 1e6:.1f} MB)")
+    reporter.bytes_started("RPMs", plan.download_size)
+    try:
+        fetched = downloader.fetch_all(items, jobs)
+    finally:
+        reporter.bytes_finished()
+    return {
+        p.filename: {"path": f.path, "sha256": f.sha256, "size": f.size, "url": f.url or p.url}
+        for p, f in zip(plan.packages, fetched)
+    }
+
+
+def verify_rpms(
+    packages: Sequence[Package], rpms: dict[str, dict], keyring: Keyring
+) -> dict[str, str]:
+    """Check every RPM; return file name -> fingerprint of the key that signed it."""
+    signers = {}
+    for p in packages:
+        ident = verify_rpm(
+            rpms[p.filename]["path"],
+            (p.name, p.epoch, p.version, p.release, p.arch),
+            keyring,
+            p.url,
+        )
+        rpms[p.filename]["signing_key"] = ident.signing_key
+        key = keyring.by_key_id(ident.signing_key or "")
+        signers[p.filename] = key.fingerprint if key else ""
+    return signers
+
+
+def copy_keys(keyring: Keyring, fingerprints: set[str], dest: Path) -> list[dict]:
+    dest.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for key in keyring.keys:
+        if key.fingerprint not in fingerprints:
+            continue
+        name = key.path.name if key.path.suffix == ".asc" else f"{key.path.name}.asc"
+        shutil.copyfile(key.path, dest / name)
+        entries.append(
+            {"file": f"keys/{name}", "fingerprint": key.fingerprint, "key_ids": list(key.key_ids)}
+        )
+    return sorted(entries, key=lambda e: e["file"])
+
+
+def pull_images(
+    opts: BuildOptions, downloader: Downloader, staging: Path, workdir: Path, reporter: Reporter
+) -> list[dict]:
+    if not opts.images:
+        return []
+    from .images import RegistryOptions
+    from .images import pull_images as pull
+
+    reporter.step(f"pulling {len(opts.images)} image(s) for {opts.arch}")
+    options = opts.registry_options or RegistryOptions()
+    return pull(
+        list(opts.images),
+        opts.arch,
+        downloader,
+        staging,
+        workdir / "images",
+        options,
+        jobs=opts.jobs,
+    )
+
+
+def copy_installer(staging: Path) -> dict | None:
+    missing = [n for n in INSTALLER_FILES if not (INSTALLER_DIR / n).is_file()]
+    if missing:
+        raise AirdockError(
+            f"the installer files {', '.join(missing)} are missing from "
+            f"{INSTALLER_DIR}; reinstall airdock"
+        )
+    for name in INSTALLER_FILES:
+        shutil.copyfile(INSTALLER_DIR / name, staging / name)
+    (staging / "install.sh").chmod(0o755)
+    (staging / "airdock_install.py").chmod(0o755)
+    return {
+        "file": "airdock_install.py",
+        "sha256": file_digest(staging / "airdock_install.py")["sha256"],
+    }
+
+
+def make_manifest(
+    opts: BuildOptions,
+    plan: Plan,
+    rpms: dict[str, dict],
+    signers: dict[str, str],
+    keys: list[dict],
+    images: list[dict],
+    installer: dict | None,
+) -> dict:
+    requested = set(opts.packages)
+    return {
+        "format": "airdock-bundle",
+        "format_version": FORMAT_VERSION,
+        "name": plan.name,
+        "tool": {"name": "airdock", "version": __version__},
+        "created": datetime.fromtimestamp(plan.created, timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        ),
+        "docker_version": plan.docker_version,
+        "channel": opts.channel,
+        "target": {
+            "os": "centos",
+            "releasever": RELEASEVER,
+            "arch": opts.arch,
+            "baseline": f"centos-{CENTOS_RELEASE} @core" if opts.closure == "minimal" else "none",
+            "closure": opts.closure,
+        },
+        "requested": list(opts.packages),
+        "mirror": {
+            "name": opts.mirror.name,
+            "docker_ce": opts.mirror.docker_ce,
+            "os": opts.mirror.os,
+        },
+        "repos": [
+            {"id": r.id, "baseurl": r.baseurl, "metadata_checksum": f"sha256:{r.repomd_sha256}"}
+            for r in plan.repos
+        ],
+        "keys": keys,
+        "packages": [
+            {
+                "name": p.name,
+                "epoch": p.epoch,
+                "version": p.version,
+                "release": p.release,
+                "arch": p.arch,
+                "file": f"rpms/{p.filename}",
+                "size": rpms[p.filename]["size"],
+                "sha256": rpms[p.filename]["sha256"],
+                "url": rpms[p.filename]["url"],
+                "repo": p.repo_id,
+                "signing_key": rpms[p.filename].get("signing_key"),
+                "requested": p.name in requested,
+            }
+            for p in plan.packages
+        ],
+        "remove": list(OLD_DOCKER_PACKAGES),
+        "images": images,
+        "installer": installer,
+    }
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def write_sha256sums(root: Path) -> None:
+    lines = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel != "SHA256SUMS":
+            lines.append(f"{file_digest(path)['sha256']}  {rel}\n")
+    (root / "SHA256SUMS").write_text("".join(sorted(lines, key=lambda s: s[66:])))
+
+
+def publish(workdir: Path, name: str, output: Path) -> Path:
+    """Move the finished folder, tarball and .sha256 into place, replacing an older build."""
+    final = output / name
+    trash = None
+    if final.exists():
+        trash = workdir / f".old-{int(time.time())}"
+        os.replace(final, trash)
+    os.replace(workdir / name, final)
+    for suffix in (".tar.gz", ".tar.gz.sha256"):
+        os.replace(workdir / f"{name}{suffix}", output / f"{name}{suffix}")
+    return final

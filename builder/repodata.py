@@ -1,0 +1,149 @@
+"""Reading a yum repository's metadata: repomd.xml, primary, filelists and comps.
+
+Fetching and parsing are kept apart: :func:`parse_repomd` and :func:`core_group`
+take bytes/paths; :func:`fetch_repo` does the I/O through the one download
+primitive, so metadata gets the same checksum verification, retries and cache
+as RPMs. ``repomd.xml`` is read with createrepo_c and comps with libcomps, the
+parsers the RPM world maintains, instead of ad-hoc XML code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import createrepo_c as cr
+import libcomps
+
+from .download import Digest, Download, Downloader
+from .errors import MirrorError, NotFoundError
+
+
+@dataclass(frozen=True)
+class Record:
+    """One ``<data type=…>`` entry of repomd.xml."""
+
+    type: str
+    href: str
+    digest: Digest
+    size: int | None
+    timestamp: int
+
+
+@dataclass
+class Repo:
+    """A repository whose metadata has been fetched and verified."""
+
+    id: str
+    baseurl: str
+    repomd_sha256: str
+    records: dict[str, Record]
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def timestamp(self) -> int:
+        """When the mirror generated this metadata: the newest record timestamp."""
+        return max((r.timestamp for r in self.records.values()), default=0)
+
+    def url(self, href: str) -> str:
+        return self.baseurl + href.lstrip("/")
+
+
+def parse_repomd(data: bytes, source: str) -> dict[str, Record]:
+    """Records of a repomd.xml document, by type."""
+    with tempfile.NamedTemporaryFile(suffix="repomd.xml") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        try:
+            repomd = cr.Repomd(tmp.name)
+        except Exception as exc:  # createrepo_c raises its own error types
+            raise MirrorError(
+                f"{source} is not valid repomd.xml ({exc}); "
+                "check that the URL points at a yum repository"
+            ) from exc
+    records: dict[str, Record] = {}
+    for rec in repomd.records:
+        if not rec.location_href or not rec.checksum:
+            continue
+        try:
+            digest = Digest.of(rec.checksum_type or "sha256", rec.checksum)
+        except ValueError as exc:
+            raise MirrorError(f"{source}: {exc}") from exc
+        records[rec.type] = Record(
+            rec.type, rec.location_href, digest, rec.size or None, int(rec.timestamp or 0)
+        )
+    if "primary" not in records:
+        raise MirrorError(f"{source} names no primary metadata; is this a yum repository?")
+    return records
+
+
+def fetch_repo(
+    downloader: Downloader,
+    repo_id: str,
+    baseurl: str,
+    workdir: Path,
+    types: Sequence[str] = ("primary",),
+) -> Repo:
+    """Fetch repomd.xml and the named metadata files (those the repo has)."""
+    repomd_url = baseurl + "repodata/repomd.xml"
+    try:
+        data, _ = downloader.get_bytes([repomd_url], f"{repo_id}-repomd.xml", workdir)
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"no yum repository at {baseurl} ({repomd_url} not found); "
+            "check the mirror prefix, --arch and --channel"
+        ) from exc
+    except MirrorError as exc:
+        raise MirrorError(f"mirror unreachable: {exc}") from exc
+    repo = Repo(repo_id, baseurl, hashlib.sha256(data).hexdigest(), parse_repomd(data, repomd_url))
+    fetch_records(downloader, repo, workdir, types)
+    return repo
+
+
+def fetch_records(downloader: Downloader, repo: Repo, workdir: Path, types: Sequence[str]) -> None:
+    wanted = [repo.records[t] for t in types if t in repo.records and t not in repo.files]
+    items = [
+        Download(
+            (repo.url(r.href),),
+            workdir / repo.id / Path(r.href).name,
+            r.digest,
+            r.size,
+            label=f"{repo.id} {r.type} metadata",
+        )
+        for r in wanted
+    ]
+    for rec, got in zip(wanted, downloader.fetch_all(items, jobs=len(items) or 1)):
+        repo.files[rec.type] = got.path
+
+
+def group_record(repo: Repo) -> str | None:
+    """The comps record type a repo has (uncompressed preferred: libcomps reads it)."""
+    for kind in ("group", "group_gz", "group_xz"):
+        if kind in repo.records:
+            return kind
+    return None
+
+
+def core_group(comps_path: Path, group_id: str = "core") -> list[str]:
+    """Mandatory and default package names of a comps group (``@core``: the minimal install)."""
+    raw = comps_path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    elif raw[:6] == b"\xfd7zXZ\x00":
+        import lzma
+
+        raw = lzma.decompress(raw)
+    comps = libcomps.Comps()
+    comps.fromxml_str(raw.decode("utf-8"))
+    for group in comps.groups:
+        if group.id == group_id:
+            kinds = (libcomps.PACKAGE_TYPE_MANDATORY, libcomps.PACKAGE_TYPE_DEFAULT)
+            return sorted({p.name for p in group.packages if p.type in kinds})
+    raise MirrorError(
+        f"the comps file {comps_path.name} has no @{group_id} group; "
+        "is --os-mirror a CentOS 7 vault?"
+    )
