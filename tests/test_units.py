@@ -1,0 +1,132 @@
+"""Pure functions and CLI input checks: no network, no external tools."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import tarfile
+
+import pytest
+from typer.testing import CliRunner
+
+from builder.cli import app
+from builder.download import Digest
+from builder.errors import MirrorError
+from builder.mirrors import PRESETS, resolve_mirror
+from builder.repodata import parse_repomd
+from builder.resolve import nearest_versions, split_evr
+from builder.tarutil import write_tar_gz
+
+runner = CliRunner()
+
+
+def test_official_urls_keep_upstream_layout():
+    m = resolve_mirror("docker")
+    assert m.docker_repo_url("x86_64") == "https://download.docker.com/linux/centos/7/x86_64/stable/"
+    assert m.centos_repo_url("extras", "x86_64") == "https://vault.centos.org/7.9.2009/extras/x86_64/"
+    assert (
+        m.centos_repo_url("os", "aarch64")
+        == "https://vault.centos.org/altarch/7.9.2009/os/aarch64/"
+    )
+
+
+def test_url_prefix_mirror_and_os_override():
+    m = resolve_mirror("http://127.0.0.1:8080/docker-ce/", "http://127.0.0.1:8080/vault")
+    assert m.docker_repo_url("aarch64", "test") == (
+        "http://127.0.0.1:8080/docker-ce/linux/centos/7/aarch64/test/"
+    )
+    assert m.centos_repo_url("updates", "x86_64") == (
+        "http://127.0.0.1:8080/vault/7.9.2009/updates/x86_64/"
+    )
+    assert m.name == "127.0.0.1"
+
+
+def test_every_preset_has_both_prefixes():
+    for preset in PRESETS.values():
+        assert preset.docker_ce.startswith("https://") and preset.os.startswith("https://")
+
+
+def test_nearest_versions_prefers_shared_prefix():
+    available = ["26.1.4", "26.1.3", "26.0.2", "25.0.5", "24.0.9"]
+    assert nearest_versions("26.1.9", available, 3) == ["26.1.4", "26.1.3", "26.0.2"]
+    assert nearest_versions("25.1.0", available, 1) == ["25.0.5"]
+
+
+def test_split_evr():
+    assert split_evr("3:26.1.4-1.el7") == (3, "26.1.4", "1.el7")
+    assert split_evr("1.6.33-3.1.el7") == (0, "1.6.33", "3.1.el7")
+
+
+def test_digest_parsing_and_aliases():
+    assert str(Digest.parse("sha256:ABCD")) == "sha256:abcd"
+    assert Digest.of("sha", "00").algo == "sha1"
+    with pytest.raises(ValueError):
+        Digest.parse("nodigest")
+    with pytest.raises(ValueError):
+        Digest.of("crc32", "00")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"<html>not a repo</html>", b"\x1f\x8b\x08garbage", b"<repomd></repomd>"],
+)
+def test_malformed_repomd_is_a_clean_error(data):
+    with pytest.raises(MirrorError) as err:
+        parse_repomd(data, "http://x/repodata/repomd.xml")
+    assert "http://x/repodata/repomd.xml" in str(err.value)
+
+
+def test_tarball_is_reproducible(tmp_path):
+    root = tmp_path / "b"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "z.txt").write_text("z")
+    (root / "a.sh").write_text("#!/bin/sh\n")
+    (root / "a.sh").chmod(0o755)
+    one, two = tmp_path / "1.tar.gz", tmp_path / "2.tar.gz"
+    write_tar_gz(one, root, "b", 1_700_000_000)
+    (root / "sub" / "z.txt").touch()  # a new mtime must not matter
+    write_tar_gz(two, root, "b", 1_700_000_000)
+    assert hashlib.sha256(one.read_bytes()).digest() == hashlib.sha256(two.read_bytes()).digest()
+    assert gzip.open(one).read(1)  # valid gzip
+    with tarfile.open(one) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == ["b", "b/a.sh", "b/sub", "b/sub/z.txt"]
+    assert {(m.uid, m.gid, m.uname, m.mtime) for m in members} == {(0, 0, "", 1_700_000_000)}
+    assert members[1].mode == 0o755 and members[3].mode == 0o644
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["build", "--arch", "s390x"], "--arch 's390x' is not supported"),
+        (["build", "--channel", "beta"], "--channel 'beta' is not a docker-ce channel"),
+        (["build", "--mirror", "nowhere"], "neither a preset"),
+        (["build", "--jobs", "0"], "--jobs 0 must be at least 1"),
+        (["build", "--gpg-key", "/nonexistent.asc"], "--gpg-key /nonexistent.asc: no such file"),
+        (["versions", "--arch", "ppc64le"], "--arch 'ppc64le' is not supported"),
+    ],
+)
+def test_bad_options_give_one_line(args, needle, tmp_path):
+    result = runner.invoke(app, [*args, "--cache-dir", str(tmp_path)] if args[0] == "build"
+                           else args)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and needle in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_bad_source_date_epoch(monkeypatch):
+    from builder.bundle import source_date_epoch
+    from builder.errors import UsageError
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH"):
+        source_date_epoch(0)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert source_date_epoch(0) == 1700000000
+
+
+def test_mirrors_json():
+    result = runner.invoke(app, ["mirrors", "--json"])
+    assert result.exit_code == 0
+    assert '"aliyun"' in result.output and "centos-vault" in result.output
