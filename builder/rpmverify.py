@@ -102,7 +102,7 @@ def read_identity(path: Path) -> tuple[RpmIdentity, dict[str, bytes], bytes, byt
             start, end = rpm.header_range
             ident = RpmIdentity(
                 name=_text(h["name"]),
-                epoch=int(h.get("epoch") or 0),
+                epoch=int(h.get("serial") or h.get("epoch") or 0),
                 version=_text(h["version"]),
                 release=_text(h["release"]),
                 arch=_text(h["arch"]),
