@@ -14,25 +14,27 @@ mirror state the bundle reflects). Same mirror state in, same bytes out.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
+from .consistency import chain_drift, raise_on_drift
 from .download import Download, Downloader, file_digest
 from .errors import AirdockError, UsageError
-from .mirrors import CENTOS_RELEASE, RELEASEVER, Mirror
+from .mirrors import CENTOS_RELEASE, RELEASEVER, MirrorChain
 from .repodata import Repo, core_group, fetch_records, fetch_repo, group_record
 from .repowriter import write_repodata
 from .resolve import Package, Solver, check_version
 from .rpmverify import Keyring, verify_rpm
-from .tarutil import write_tar_gz
+from .split import PartWriter, join_instructions, write_part_sums
+from .tarutil import add_tree, open_tar_gz, write_tar_gz
 
 FORMAT_VERSION = 1
 DEFAULT_PACKAGES = (
@@ -60,7 +62,7 @@ OLD_DOCKER_PACKAGES = (
 
 @dataclass
 class BuildOptions:
-    mirror: Mirror
+    mirror: MirrorChain
     output: Path
     cache_dir: Path
     arch: str = "x86_64"
@@ -72,6 +74,8 @@ class BuildOptions:
     gpg_keys: Sequence[Path] = ()
     images: Sequence[str] = DEFAULT_IMAGES
     registry_options: object | None = None  # builder.images.RegistryOptions
+    allow_mirror_drift: bool = False
+    split_size: int | None = None
 
 
 @dataclass
@@ -93,9 +97,10 @@ class Plan:
 @dataclass
 class BuildResult:
     folder: Path
-    tarball: Path
+    tarball: Path  # absent on disk when the tarball was split into parts
     tarball_sha256: str
     manifest: dict
+    parts: list[Path] = field(default_factory=list)
 
 
 class Reporter:
@@ -118,7 +123,7 @@ def docker_repo_id(channel: str) -> str:
     return f"docker-ce-{channel}"
 
 
-def bundle_name(version: str, arch: str, mirror: Mirror) -> str:
+def bundle_name(version: str, arch: str, mirror: MirrorChain) -> str:
     return f"airdock-docker-ce-{version}-el7-{arch}-{mirror.name}"
 
 
@@ -139,7 +144,7 @@ def source_date_epoch(default: int) -> int:
 def fetch_docker_repo(opts: BuildOptions, downloader: Downloader, workdir: Path) -> Repo:
     repo_id = docker_repo_id(opts.channel)
     return fetch_repo(
-        downloader, repo_id, opts.mirror.docker_repo_url(opts.arch, opts.channel), workdir
+        downloader, repo_id, opts.mirror.docker_repo_urls(opts.arch, opts.channel), workdir
     )
 
 
@@ -157,7 +162,8 @@ def make_plan(
     reporter = reporter or Reporter()
     if opts.closure not in ("minimal", "full"):
         raise UsageError(f"--closure {opts.closure!r} is not known; use minimal or full")
-    reporter.step(f"reading metadata from {opts.mirror.docker_ce} and {opts.mirror.os}")
+    first = opts.mirror.first
+    reporter.step(f"reading metadata from {first.docker_ce} and {first.os}")
     repos = [fetch_docker_repo(opts, downloader, workdir)]
     for name in ("os", "extras", "updates"):
         types = ("primary",)
@@ -165,7 +171,7 @@ def make_plan(
             fetch_repo(
                 downloader,
                 f"centos-{name}",
-                opts.mirror.centos_repo_url(name, opts.arch),
+                opts.mirror.centos_repo_urls(name, opts.arch),
                 workdir,
                 types,
             )
@@ -203,6 +209,10 @@ def make_plan(
         f"({'CentOS ' + CENTOS_RELEASE + ' @core' if baseline else 'empty system'})"
     )
     packages = solver.solve(opts.packages, version, docker_repo)
+    if any(len(r.baseurls) > 1 for r in repos):
+        reporter.step("checking that the mirrors of the chain agree on every package")
+        drift = chain_drift(repos, packages, downloader, workdir / "chain", opts.arch)
+        raise_on_drift(drift, opts.allow_mirror_drift, reporter.step)
     created = source_date_epoch(max(r.timestamp for r in repos))
     return Plan(
         bundle_name(version, opts.arch, opts.mirror),
@@ -242,14 +252,17 @@ def build(
         write_json(staging / "manifest.json", manifest)
         write_sha256sums(staging)
         reporter.step("writing the reproducible tarball")
-        tarball = workdir / f"{plan.name}.tar.gz"
-        write_tar_gz(tarball, staging, plan.name, plan.created)
-        digest = file_digest(tarball)["sha256"]
-        (workdir / f"{tarball.name}.sha256").write_text(f"{digest}  {tarball.name}\n")
+        digest, artifacts = write_tarball(staging, workdir, plan, opts.split_size)
         for path in staging.rglob("*"):
             os.utime(path, (plan.created, plan.created), follow_symlinks=False)
-        folder = publish(workdir, plan.name, opts.output)
-        return BuildResult(folder, opts.output / tarball.name, digest, manifest)
+        folder = publish(workdir, plan.name, opts.output, artifacts)
+        tarball = opts.output / f"{plan.name}.tar.gz"
+        parts = [
+            opts.output / a.name
+            for a in artifacts
+            if ".part-" in a.name and not a.name.endswith(".sha256")
+        ]
+        return BuildResult(folder, tarball, digest, manifest, parts)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -258,7 +271,7 @@ def fetch_rpms(
     plan: Plan, downloader: Downloader, dest: Path, jobs: int, reporter: Reporter
 ) -> dict[str, dict]:
     items = [
-        Download((p.url,), dest / p.filename, p.digest, p.size, label=p.filename)
+        Download(p.urls, dest / p.filename, p.digest, p.size, label=p.filename)
         for p in plan.packages
     ]
     reporter.step(f"fetching {len(items)} RPMs ({plan.download_size / 1e6:.1f} MB)")
@@ -373,8 +386,9 @@ def make_manifest(
         "requested": list(opts.packages),
         "mirror": {
             "name": opts.mirror.name,
-            "docker_ce": opts.mirror.docker_ce,
-            "os": opts.mirror.os,
+            "docker_ce": opts.mirror.first.docker_ce,
+            "os": opts.mirror.first.os,
+            "chain": opts.mirror.describe(),
         },
         "repos": [
             {"id": r.id, "baseurl": r.baseurl, "metadata_checksum": f"sha256:{r.repomd_sha256}"}
@@ -417,14 +431,41 @@ def write_sha256sums(root: Path) -> None:
     (root / "SHA256SUMS").write_text("".join(sorted(lines, key=lambda s: s[66:])))
 
 
-def publish(workdir: Path, name: str, output: Path) -> Path:
-    """Move the finished folder, tarball and .sha256 into place, replacing an older build."""
+def write_tarball(
+    staging: Path, workdir: Path, plan: Plan, split_size: int | None
+) -> tuple[str, list[Path]]:
+    """The reproducible tarball (or its parts) and checksum files, in ``workdir``."""
+    name = f"{plan.name}.tar.gz"
+    if split_size is None:
+        write_tar_gz(workdir / name, staging, plan.name, plan.created)
+        digest = file_digest(workdir / name)["sha256"]
+        artifacts = [workdir / name]
+    else:
+        with PartWriter(workdir / name, split_size) as writer:
+            gz, tar = open_tar_gz(writer)
+            with gz, tar:
+                add_tree(tar, staging, plan.name, plan.created)
+        digest = writer.total.hexdigest()
+        artifacts = writer.parts + write_part_sums(writer.parts)
+        join = workdir / f"{plan.name}.JOIN.txt"
+        join.write_text(join_instructions(name, writer.parts))
+        artifacts.append(join)
+    sums = workdir / f"{name}.sha256"
+    sums.write_text(f"{digest}  {name}\n")
+    return digest, [*artifacts, sums]
+
+
+def publish(workdir: Path, name: str, output: Path, artifacts: Sequence[Path]) -> Path:
+    """Move the finished folder and artifacts into place, replacing an older build's."""
     final = output / name
-    trash = None
+    old = [*output.glob(f"{glob.escape(name)}.tar.gz*"), output / f"{name}.JOIN.txt"]
     if final.exists():
-        trash = workdir / f".old-{int(time.time())}"
-        os.replace(final, trash)
+        os.replace(final, workdir / ".old-bundle")
     os.replace(workdir / name, final)
-    for suffix in (".tar.gz", ".tar.gz.sha256"):
-        os.replace(workdir / f"{name}{suffix}", output / f"{name}{suffix}")
+    for artifact in artifacts:
+        os.replace(artifact, output / artifact.name)
+    new = {a.name for a in artifacts}
+    for path in old:
+        if path.name not in new:  # e.g. a whole tarball beside a newer build's parts
+            path.unlink(missing_ok=True)
     return final

@@ -24,14 +24,25 @@ from .bundle import (
     DEFAULT_IMAGES,
     DEFAULT_PACKAGES,
     BuildOptions,
+    BuildResult,
     Reporter,
     build,
     list_versions,
     make_plan,
 )
+from .diff import diff_manifests, format_diff, load_manifest
 from .download import Cache, Downloader
 from .errors import AirdockError, UsageError
-from .mirrors import PRESETS, check_arch, check_channel, resolve_mirror
+from .mirrors import (
+    PRESETS,
+    MirrorChain,
+    check_arch,
+    check_channel,
+    mirror_from_repo_file,
+    resolve_chain,
+)
+from .release import release, release_rows
+from .split import parse_size
 
 app = typer.Typer(
     add_completion=False,
@@ -117,106 +128,281 @@ def _root(
         raise typer.Exit(0)
 
 
+# Options shared by `build` and `release` (typer reads the defaults; one definition each).
+OPT_OS_MIRROR = typer.Option(
+    None, "--os-mirror", help="Preset or URL prefix replacing https://vault.centos.org."
+)
+OPT_DOCKER_VERSION = typer.Option(
+    None, "--docker-version", help="docker-ce version; default newest."
+)
+OPT_CHANNEL = typer.Option("stable", help="docker-ce channel: stable, test, nightly.")
+OPT_PACKAGE = typer.Option(
+    None,
+    "--package",
+    help=f"Package to install (repeatable); default: {' '.join(DEFAULT_PACKAGES)}.",
+)
+OPT_CLOSURE = typer.Option(
+    "minimal",
+    help="minimal: what a CentOS 7.9 @core host lacks; full: the whole dependency closure.",
+)
+OPT_OUTPUT = typer.Option(Path("bundles"), help="Folder the bundle is written to.")
+OPT_CACHE_DIR = typer.Option(None, "--cache-dir", help="Download cache; default ~/.cache/airdock.")
+OPT_JOBS = typer.Option(4, help="Parallel downloads.")
+OPT_GPG_KEY = typer.Option(
+    None,
+    "--gpg-key",
+    help="Extra trusted OpenPGP public key file (repeatable), for private mirrors; "
+    "Docker's and CentOS's keys are built in.",
+)
+OPT_IMAGE = typer.Option(
+    None, "--image", help=f"Image to bundle (repeatable); default {' '.join(DEFAULT_IMAGES)}."
+)
+OPT_NO_IMAGES = typer.Option(False, "--no-images", help="Bundle no images.")
+OPT_REGISTRY_MIRROR = typer.Option(
+    None, "--registry-mirror", help="Pull-through mirror URL for Docker Hub images."
+)
+OPT_REGISTRY_USER = typer.Option(
+    None, "--registry-user", help="Registry user; password from AIRDOCK_REGISTRY_PASSWORD."
+)
+OPT_ALLOW_DRIFT = typer.Option(
+    False, "--allow-mirror-drift", help="Warn instead of failing when mirrors disagree."
+)
+OPT_SPLIT = typer.Option(
+    None, "--split-size", help="Write the tarball as parts of this size (e.g. 3900M for FAT32)."
+)
+OPT_JSON = typer.Option(False, "--json", help="Machine-readable summary on stdout.")
+
+
+def _options(
+    chain: MirrorChain,
+    *,
+    output: Path,
+    cache_dir: Path | None,
+    arch: str,
+    channel: str,
+    docker_version: str | None,
+    package: list[str] | None,
+    closure: str,
+    jobs: int,
+    gpg_key: list[str] | None,
+    image: list[str] | None,
+    no_images: bool,
+    registry_mirror: str | None,
+    registry_user: str | None,
+    allow_mirror_drift: bool,
+    split_size: str | None,
+) -> BuildOptions:
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs} must be at least 1")
+    return BuildOptions(
+        mirror=chain,
+        output=output,
+        cache_dir=cache_dir or default_cache_dir(),
+        arch=check_arch(arch),
+        channel=check_channel(channel),
+        docker_version=docker_version,
+        packages=tuple(package or DEFAULT_PACKAGES),
+        closure=closure,
+        jobs=jobs,
+        gpg_keys=[_existing_file(k, "--gpg-key") for k in gpg_key or []],
+        images=() if no_images else tuple(image or DEFAULT_IMAGES),
+        registry_options=_registry_options(registry_mirror, registry_user),
+        allow_mirror_drift=allow_mirror_drift,
+        split_size=parse_size(split_size) if split_size else None,
+    )
+
+
+def _chain(
+    mirror: str | None,
+    os_mirror: str | None,
+    repo_file: str | None,
+    channel: str,
+    downloader: Downloader,
+) -> MirrorChain:
+    """--repo-file (first, when given) and --mirror as one fallback chain."""
+    mirrors = (
+        resolve_chain(mirror or "docker", os_mirror).mirrors if mirror or not repo_file else ()
+    )
+    if repo_file:
+        if Path(repo_file).is_file():
+            text = Path(repo_file).read_text(encoding="utf-8", errors="replace")
+        elif "://" in repo_file:
+            with tempfile.TemporaryDirectory(prefix="airdock-repo-") as tmp:
+                data, _ = downloader.get_bytes([repo_file], "docker-ce.repo", Path(tmp))
+            text = data.decode("utf-8", errors="replace")
+        else:
+            raise UsageError(f"--repo-file {repo_file}: no such file; give a path or a URL")
+        mirrors = (
+            mirror_from_repo_file(text, repo_file, check_channel(channel), os_mirror),
+            *mirrors,
+        )
+    return MirrorChain(tuple(mirrors))
+
+
 @app.command("build")
 def build_cmd(
-    mirror: str = typer.Option(
-        "docker", help="Preset name or URL prefix replacing https://download.docker.com."
+    mirror: Optional[str] = typer.Option(
+        None,
+        help="Preset name or URL prefix replacing https://download.docker.com; "
+        "a,b = per-file fallback. Default: docker.",
     ),
-    os_mirror: Optional[str] = typer.Option(
-        None, "--os-mirror", help="Preset or URL prefix replacing https://vault.centos.org."
+    os_mirror: Optional[str] = OPT_OS_MIRROR,
+    repo_file: Optional[str] = typer.Option(
+        None, "--repo-file", help="A docker-ce.repo file (path or URL) giving the baseurl."
     ),
-    docker_version: Optional[str] = typer.Option(
-        None, "--docker-version", help="docker-ce version; default newest."
-    ),
+    docker_version: Optional[str] = OPT_DOCKER_VERSION,
     arch: str = typer.Option("x86_64", help="Target architecture: x86_64 or aarch64."),
-    channel: str = typer.Option("stable", help="docker-ce channel: stable, test, nightly."),
-    package: Optional[list[str]] = typer.Option(
-        None,
-        "--package",
-        help=f"Package to install (repeatable); default: {' '.join(DEFAULT_PACKAGES)}.",
-    ),
-    closure: str = typer.Option(
-        "minimal",
-        help="minimal: what a CentOS 7.9 @core host lacks; full: the whole dependency closure.",
-    ),
-    output: Path = typer.Option(Path("bundles"), help="Folder the bundle is written to."),
-    cache_dir: Optional[Path] = typer.Option(
-        None, "--cache-dir", help="Download cache; default ~/.cache/airdock."
-    ),
-    jobs: int = typer.Option(4, help="Parallel downloads."),
-    gpg_key: Optional[list[str]] = typer.Option(
-        None,
-        "--gpg-key",
-        help="Extra trusted OpenPGP public key file (repeatable), for "
-        "private mirrors; Docker's and CentOS's keys are built in.",
-    ),
-    image: Optional[list[str]] = typer.Option(
-        None, "--image", help=f"Image to bundle (repeatable); default {' '.join(DEFAULT_IMAGES)}."
-    ),
-    no_images: bool = typer.Option(False, "--no-images", help="Bundle no images."),
-    registry_mirror: Optional[str] = typer.Option(
-        None, "--registry-mirror", help="Pull-through mirror URL for Docker Hub images."
-    ),
-    registry_user: Optional[str] = typer.Option(
-        None, "--registry-user", help="Registry user; password from AIRDOCK_REGISTRY_PASSWORD."
-    ),
+    channel: str = OPT_CHANNEL,
+    package: Optional[list[str]] = OPT_PACKAGE,
+    closure: str = OPT_CLOSURE,
+    output: Path = OPT_OUTPUT,
+    cache_dir: Optional[Path] = OPT_CACHE_DIR,
+    jobs: int = OPT_JOBS,
+    gpg_key: Optional[list[str]] = OPT_GPG_KEY,
+    image: Optional[list[str]] = OPT_IMAGE,
+    no_images: bool = OPT_NO_IMAGES,
+    registry_mirror: Optional[str] = OPT_REGISTRY_MIRROR,
+    registry_user: Optional[str] = OPT_REGISTRY_USER,
+    allow_mirror_drift: bool = OPT_ALLOW_DRIFT,
+    split_size: Optional[str] = OPT_SPLIT,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Resolve and print the plan; download no RPM."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable summary on stdout."),
+    as_json: bool = OPT_JSON,
 ) -> None:
     """Resolve, download and verify Docker CE for CentOS 7 into a checksummed bundle."""
 
     def body() -> None:
-        if jobs < 1:
-            raise UsageError(f"--jobs {jobs} must be at least 1")
         reporter = ConsoleReporter(quiet=as_json)
-        opts = BuildOptions(
-            mirror=resolve_mirror(mirror, os_mirror),
+        downloader = make_downloader(cache_dir, reporter)
+        opts = _options(
+            _chain(mirror, os_mirror, repo_file, channel, downloader),
             output=output,
-            cache_dir=cache_dir or default_cache_dir(),
-            arch=check_arch(arch),
-            channel=check_channel(channel),
+            cache_dir=cache_dir,
+            arch=arch,
+            channel=channel,
             docker_version=docker_version,
-            packages=tuple(package or DEFAULT_PACKAGES),
+            package=package,
             closure=closure,
             jobs=jobs,
-            gpg_keys=[_existing_file(k, "--gpg-key") for k in gpg_key or []],
-            images=() if no_images else tuple(image or DEFAULT_IMAGES),
-            registry_options=_registry_options(registry_mirror, registry_user),
+            gpg_key=gpg_key,
+            image=image,
+            no_images=no_images,
+            registry_mirror=registry_mirror,
+            registry_user=registry_user,
+            allow_mirror_drift=allow_mirror_drift,
+            split_size=split_size,
         )
-        downloader = make_downloader(opts.cache_dir, reporter)
         if dry_run:
             with tempfile.TemporaryDirectory(prefix="airdock-plan-") as tmp:
                 plan = make_plan(opts, downloader, Path(tmp), reporter)
             _print_plan(plan, as_json)
             return
         result = build(opts, downloader, reporter)
-        summary = {
-            "bundle": str(result.folder),
-            "tarball": str(result.tarball),
-            "tarball_sha256": result.tarball_sha256,
-            "docker_version": result.manifest["docker_version"],
-            "arch": opts.arch,
-            "mirror": opts.mirror.name,
-            "packages": len(result.manifest["packages"]),
-            "images": len(result.manifest["images"]),
-            "downloads": {
-                "fetched": downloader.stats.fetched,
-                "from_cache": downloader.stats.from_cache,
-                "bytes": downloader.stats.network_bytes,
-            },
+        summary = _summary(result, opts.mirror.name, opts.arch)
+        summary["downloads"] = {
+            "fetched": downloader.stats.fetched,
+            "from_cache": downloader.stats.from_cache,
+            "bytes": downloader.stats.network_bytes,
         }
         if as_json:
             typer.echo(json.dumps(summary, indent=2, sort_keys=True))
-        else:
-            typer.echo(f"bundle:  {result.folder}/")
-            typer.echo(f"tarball: {result.tarball} (sha256 {result.tarball_sha256})")
-            typer.echo(
-                f"         {summary['packages']} RPMs, {summary['images']} image(s); "
-                f"{downloader.stats.fetched} downloaded, "
-                f"{downloader.stats.from_cache} from cache"
-            )
+            return
+        typer.echo(f"bundle:  {result.folder}/")
+        for path in result.parts or [result.tarball]:
+            typer.echo(f"{'part' if result.parts else 'tarball'}: {path}")
+        typer.echo(
+            f"sha256:  {result.tarball_sha256}  ({summary['packages']} RPMs, "
+            f"{summary['images']} image(s); {downloader.stats.fetched} downloaded, "
+            f"{downloader.stats.from_cache} from cache)"
+        )
+
+    run(body)
+
+
+def _summary(result: BuildResult, mirror: str, arch: str) -> dict:
+    return {
+        "bundle": str(result.folder),
+        "tarball": str(result.tarball),
+        "parts": [str(p) for p in result.parts],
+        "tarball_sha256": result.tarball_sha256,
+        "docker_version": result.manifest["docker_version"],
+        "arch": arch,
+        "mirror": mirror,
+        "packages": len(result.manifest["packages"]),
+        "images": len(result.manifest["images"]),
+    }
+
+
+@app.command("release")
+def release_cmd(
+    mirror: list[str] = typer.Option(..., "--mirror", help="Mirror (repeatable): one bundle each."),
+    arch: list[str] = typer.Option(["x86_64"], "--arch", help="Architecture (repeatable)."),
+    os_mirror: Optional[str] = OPT_OS_MIRROR,
+    docker_version: Optional[str] = OPT_DOCKER_VERSION,
+    channel: str = OPT_CHANNEL,
+    package: Optional[list[str]] = OPT_PACKAGE,
+    closure: str = OPT_CLOSURE,
+    output: Path = typer.Option(Path("bundles"), help="Folder the release is written to."),
+    cache_dir: Optional[Path] = OPT_CACHE_DIR,
+    jobs: int = OPT_JOBS,
+    gpg_key: Optional[list[str]] = OPT_GPG_KEY,
+    image: Optional[list[str]] = OPT_IMAGE,
+    no_images: bool = OPT_NO_IMAGES,
+    registry_mirror: Optional[str] = OPT_REGISTRY_MIRROR,
+    registry_user: Optional[str] = OPT_REGISTRY_USER,
+    allow_mirror_drift: bool = OPT_ALLOW_DRIFT,
+    split_size: Optional[str] = OPT_SPLIT,
+    as_json: bool = OPT_JSON,
+) -> None:
+    """Build one reproducible bundle per (mirror, arch) and write RELEASES.json/.md."""
+
+    def body() -> None:
+        reporter = ConsoleReporter(quiet=as_json)
+        downloader = make_downloader(cache_dir, reporter)
+        for a in arch:
+            check_arch(a)
+        base = _options(
+            resolve_chain(mirror[0], os_mirror),
+            output=output,
+            cache_dir=cache_dir,
+            arch=arch[0],
+            channel=channel,
+            docker_version=docker_version,
+            package=package,
+            closure=closure,
+            jobs=jobs,
+            gpg_key=gpg_key,
+            image=image,
+            no_images=no_images,
+            registry_mirror=registry_mirror,
+            registry_user=registry_user,
+            allow_mirror_drift=allow_mirror_drift,
+            split_size=split_size,
+        )
+        entries = release(base, mirror, arch, os_mirror, downloader, reporter)
+        rows = release_rows(entries)
+        if as_json:
+            typer.echo(json.dumps({"artifacts": rows}, indent=2, sort_keys=True))
+            return
+        for row in rows:
+            typer.echo(f"{row['artifact']}  {row['size'] / 1e6:.1f} MB  sha256 {row['sha256']}")
+        typer.echo(f"wrote {output / 'RELEASES.json'} and {output / 'RELEASES.md'}")
+
+    run(body)
+
+
+@app.command("diff")
+def diff_cmd(
+    old: Path = typer.Argument(..., help="The older bundle folder."),
+    new: Path = typer.Argument(..., help="The newer bundle folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show what changed between two bundles: packages, images, size."""
+
+    def body() -> None:
+        d = diff_manifests(load_manifest(old), load_manifest(new))
+        typer.echo(json.dumps(d, indent=2, sort_keys=True) if as_json else format_diff(d))
 
     run(body)
 
@@ -284,7 +470,7 @@ def versions_cmd(
 
     def body() -> None:
         opts = BuildOptions(
-            mirror=resolve_mirror(mirror),
+            mirror=resolve_chain(mirror),
             output=Path("."),
             cache_dir=cache_dir or default_cache_dir(),
             arch=check_arch(arch),

@@ -5,10 +5,17 @@ A mirror is two URL prefixes: one that replaces ``https://download.docker.com``
 7.9's ``os``, ``extras`` and ``updates`` repositories, which hold the
 dependencies). Everything below the prefix keeps the upstream layout, which is
 how the Chinese mirrors are organised too. Presets are data, kept here only.
+
+``--mirror aliyun,docker`` is a :class:`MirrorChain`: every file is looked for
+on the first mirror, then on the next (per-file fallback). A ``.repo`` file
+(``--repo-file``) gives the docker-ce baseurl directly, with ``$releasever`` and
+``$basearch``; one taken from a mirror that still points at download.docker.com
+is rewritten to that mirror's prefix, as people do by hand with sed.
 """
 
 from __future__ import annotations
 
+import configparser
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -32,8 +39,13 @@ class Mirror:
     name: str
     docker_ce: str
     os: str
+    # From a .repo file whose baseurl does not follow the upstream layout.
+    docker_repo_template: str | None = None
 
     def docker_repo_url(self, arch: str, channel: str = "stable") -> str:
+        if self.docker_repo_template:
+            url = expand_repo_vars(self.docker_repo_template, arch)
+            return url if url.endswith("/") else url + "/"
         return f"{self.docker_ce}/linux/centos/{RELEASEVER}/{arch}/{channel}/"
 
     def centos_repo_url(self, repo: str, arch: str) -> str:
@@ -43,6 +55,51 @@ class Mirror:
 
     def repo_file_url(self) -> str:
         return f"{self.docker_ce}/linux/centos/docker-ce.repo"
+
+
+@dataclass(frozen=True)
+class MirrorChain:
+    """Mirrors in fallback order: each file comes from the first one that has it."""
+
+    mirrors: tuple[Mirror, ...]
+
+    @property
+    def name(self) -> str:
+        return "+".join(m.name for m in self.mirrors)
+
+    @property
+    def first(self) -> Mirror:
+        return self.mirrors[0]
+
+    def docker_repo_urls(self, arch: str, channel: str = "stable") -> list[str]:
+        return _unique(m.docker_repo_url(arch, channel) for m in self.mirrors)
+
+    def centos_repo_urls(self, repo: str, arch: str) -> list[str]:
+        return _unique(m.centos_repo_url(repo, arch) for m in self.mirrors)
+
+    def describe(self) -> list[dict[str, str]]:
+        return [
+            {
+                "name": m.name,
+                "docker_ce": m.docker_repo_url("$basearch", "$channel")
+                if m.docker_repo_template
+                else m.docker_ce,
+                "os": m.os,
+            }
+            for m in self.mirrors
+        ]
+
+
+def _unique(urls) -> list[str]:
+    seen: list[str] = []
+    for url in urls:
+        if url not in seen:
+            seen.append(url)
+    return seen
+
+
+def expand_repo_vars(text: str, arch: str) -> str:
+    return text.replace("$releasever", RELEASEVER).replace("$basearch", arch)
 
 
 PRESETS: dict[str, Mirror] = {
@@ -93,8 +150,16 @@ def _name_for(prefix: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", host)
 
 
+def resolve_chain(mirror: str = "docker", os_mirror: str | None = None) -> MirrorChain:
+    """``--mirror a,b`` (presets or URL prefixes) and ``--os-mirror`` as a fallback chain."""
+    names = [part.strip() for part in mirror.split(",") if part.strip()]
+    if not names:
+        raise UsageError("--mirror is empty; give a preset name or a URL prefix")
+    return MirrorChain(tuple(resolve_mirror(name, os_mirror) for name in names))
+
+
 def resolve_mirror(mirror: str = "docker", os_mirror: str | None = None) -> Mirror:
-    """Turn ``--mirror`` / ``--os-mirror`` into a Mirror.
+    """Turn one ``--mirror`` value and ``--os-mirror`` into a Mirror.
 
     ``mirror`` is a preset name or a URL prefix replacing https://download.docker.com.
     ``os_mirror`` (optional) overrides the CentOS vault prefix; a URL ``mirror``
@@ -109,8 +174,47 @@ def resolve_mirror(mirror: str = "docker", os_mirror: str | None = None) -> Mirr
         os_prefix = (
             PRESETS[os_mirror].os if os_mirror in PRESETS else _prefix(os_mirror, "--os-mirror")
         )
-        base = Mirror(base.name, base.docker_ce, os_prefix)
+        base = Mirror(base.name, base.docker_ce, os_prefix, base.docker_repo_template)
     return base
+
+
+def mirror_from_repo_file(
+    text: str, source: str, channel: str, os_mirror: str | None = None
+) -> Mirror:
+    """A Mirror from the text of a docker-ce.repo file fetched from ``source``."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text, source)
+    except configparser.Error as exc:
+        raise UsageError(f"--repo-file {source} is not a yum .repo file ({exc.message})") from exc
+    section = f"docker-ce-{channel}"
+    if section not in parser or not parser[section].get("baseurl"):
+        raise UsageError(
+            f"--repo-file {source} has no [{section}] section with a baseurl; "
+            "check the file or --channel"
+        )
+    baseurl = parser[section]["baseurl"].split()[0].rstrip("/")
+    marker = "/linux/centos/"
+    if (
+        baseurl.startswith(OFFICIAL_DOCKER + marker)
+        and marker in source
+        and not source.startswith(OFFICIAL_DOCKER)
+    ):
+        # A mirror's copy of Docker's file: point it at the mirror it came from.
+        baseurl = source.split(marker)[0] + baseurl[len(OFFICIAL_DOCKER) :]
+    upstream = re.fullmatch(
+        r"(.+)/linux/centos/\$releasever/\$basearch/" + re.escape(channel), baseurl
+    )
+    os_prefix = (
+        (PRESETS[os_mirror].os if os_mirror in PRESETS else _prefix(os_mirror, "--os-mirror"))
+        if os_mirror
+        else OFFICIAL_VAULT
+    )
+    if upstream:
+        prefix = _prefix(upstream.group(1), "--repo-file baseurl")
+        return Mirror(_name_for(prefix), prefix, os_prefix)
+    _prefix(baseurl.replace("$", ""), "--repo-file baseurl")
+    return Mirror(_name_for(baseurl), baseurl, os_prefix, baseurl)
 
 
 def check_arch(arch: str) -> str:

@@ -39,7 +39,7 @@ class Repo:
     """A repository whose metadata has been fetched and verified."""
 
     id: str
-    baseurl: str
+    baseurls: list[str]  # fallback order, the one that served repomd.xml first
     repomd_sha256: str
     records: dict[str, Record]
     files: dict[str, Path] = field(default_factory=dict)
@@ -49,8 +49,12 @@ class Repo:
         """When the mirror generated this metadata: the newest record timestamp."""
         return max((r.timestamp for r in self.records.values()), default=0)
 
-    def url(self, href: str) -> str:
-        return self.baseurl + href.lstrip("/")
+    @property
+    def baseurl(self) -> str:
+        return self.baseurls[0]
+
+    def urls(self, href: str) -> tuple[str, ...]:
+        return tuple(base + href.lstrip("/") for base in self.baseurls)
 
 
 def parse_repomd(data: bytes, source: str) -> dict[str, Record]:
@@ -84,22 +88,26 @@ def parse_repomd(data: bytes, source: str) -> dict[str, Record]:
 def fetch_repo(
     downloader: Downloader,
     repo_id: str,
-    baseurl: str,
+    baseurls: Sequence[str],
     workdir: Path,
     types: Sequence[str] = ("primary",),
 ) -> Repo:
-    """Fetch repomd.xml and the named metadata files (those the repo has)."""
-    repomd_url = baseurl + "repodata/repomd.xml"
+    """Fetch repomd.xml (from the first mirror that has it) and the named metadata files."""
+    if isinstance(baseurls, str):
+        baseurls = [baseurls]
+    candidates = [base + "repodata/repomd.xml" for base in baseurls]
     try:
-        data, _ = downloader.get_bytes([repomd_url], f"{repo_id}-repomd.xml", workdir)
+        data, used = downloader.get_bytes(candidates, f"{repo_id}-repomd.xml", workdir)
     except NotFoundError as exc:
         raise NotFoundError(
-            f"no yum repository at {baseurl} ({repomd_url} not found); "
+            f"no yum repository at {' or '.join(baseurls)} ({candidates[-1]} not found); "
             "check the mirror prefix, --arch and --channel"
         ) from exc
     except MirrorError as exc:
         raise MirrorError(f"mirror unreachable: {exc}") from exc
-    repo = Repo(repo_id, baseurl, hashlib.sha256(data).hexdigest(), parse_repomd(data, repomd_url))
+    first = candidates.index(used) if used in candidates else 0
+    ordered = [baseurls[first]] + [b for i, b in enumerate(baseurls) if i != first]
+    repo = Repo(repo_id, ordered, hashlib.sha256(data).hexdigest(), parse_repomd(data, used))
     fetch_records(downloader, repo, workdir, types)
     return repo
 
@@ -108,7 +116,7 @@ def fetch_records(downloader: Downloader, repo: Repo, workdir: Path, types: Sequ
     wanted = [repo.records[t] for t in types if t in repo.records and t not in repo.files]
     items = [
         Download(
-            (repo.url(r.href),),
+            repo.urls(r.href),
             workdir / repo.id / Path(r.href).name,
             r.digest,
             r.size,

@@ -37,7 +37,7 @@ class Package:
     release: str
     arch: str
     repo_id: str
-    url: str
+    urls: tuple[str, ...]
     href: str
     digest: Digest
     size: int
@@ -50,6 +50,10 @@ class Package:
             if self.epoch
             else f"{self.version}-{self.release}"
         )
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
 
     @property
     def nevra(self) -> str:
@@ -229,7 +233,7 @@ class Solver:
             release=release,
             arch=s.arch,
             repo_id=repo.id,
-            url=repo.url(href),
+            urls=repo.urls(href),
             href=href,
             digest=Digest.of(chk.typestr(), chk.hex()),
             size=s.lookup_num(solv.SOLVABLE_DOWNLOADSIZE),
