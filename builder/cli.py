@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -494,7 +495,12 @@ def mirrors_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         typer.echo(f"{row['name']:<12} {row['docker_ce']:<48} {row['os']}")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through the build's cleanup like Ctrl-C
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="airdock")
 
 

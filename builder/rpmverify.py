@@ -11,6 +11,7 @@ re-signed package never reaches a bundle.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,15 @@ def read_identity(path: Path) -> tuple[RpmIdentity, dict[str, bytes], bytes, byt
                 signing_key=None,
             )
             sigs = {k: bytes(h[k]) for k in ("rsaheader", "pgp") if h.get(k)}
-    except (KeyError, ValueError, OSError, AssertionError, rpmfile.errors.RPMError) as exc:
+    except (
+        KeyError,
+        ValueError,
+        IndexError,
+        OSError,
+        AssertionError,
+        struct.error,
+        rpmfile.errors.RPMError,
+    ) as exc:  # rpmfile's errors on malformed input
         raise VerifyError(
             f"{path.name} is not a readable RPM ({exc or type(exc).__name__}); "
             "the download is damaged — delete the cache entry and rebuild"

@@ -1,0 +1,89 @@
+"""RPM identity and signature checks on real signed fixture RPMs."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from builder.errors import VerifyError
+from builder.rpmverify import Keyring, read_identity, verify_rpm
+from tests.rig import mirror as rig
+
+
+@pytest.fixture(scope="module")
+def keyring(fixture_mirror):
+    return Keyring.load(fixture_mirror.keys)
+
+
+def expected(pkg) -> tuple:
+    return (pkg.name, int(pkg.epoch or 0), pkg.version, pkg.release, pkg.arch)
+
+
+def test_good_rpm_verifies_and_names_its_key(fixture_mirror, keyring):
+    pkg = fixture_mirror.pkg("docker-ce-stable", "x86_64", "docker-ce")
+    ident = verify_rpm(
+        fixture_mirror.rpm_path("docker-ce-stable", "x86_64", "docker-ce"),
+        expected(pkg),
+        keyring,
+        "fixture",
+    )
+    assert (
+        ident.epoch == 3
+        and ident.signing_key == fixture_mirror.fingerprints["docker"][-16:].lower()
+    )
+
+
+def test_header_that_contradicts_metadata_is_refused(fixture_mirror, keyring):
+    slirp = fixture_mirror.pkg("extras", "x86_64", "slirp4netns")
+    fuse_file = fixture_mirror.rpm_path("extras", "x86_64", "fuse3-libs")
+    with pytest.raises(VerifyError, match="the RPM header says fuse3-libs"):
+        verify_rpm(fuse_file, expected(slirp), keyring, "fixture")
+
+
+def test_flipped_payload_byte_breaks_the_signature(fixture_mirror, keyring, tmp_path):
+    src = fixture_mirror.rpm_path("extras", "x86_64", "slirp4netns")
+    bad = tmp_path / src.name
+    shutil.copyfile(src, bad)
+    data = bytearray(bad.read_bytes())
+    data[-10] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(VerifyError, match="bad pgp signature"):
+        verify_rpm(
+            bad, expected(fixture_mirror.pkg("extras", "x86_64", "slirp4netns")), keyring, "fixture"
+        )
+
+
+def test_unsigned_rpm_is_refused(fixture_mirror, keyring, tmp_path):
+    pkg = fixture_mirror.pkg("extras", "x86_64", "slirp4netns")
+    unsigned = rig.build_rpm(pkg, tmp_path)
+    with pytest.raises(VerifyError, match="is not signed"):
+        verify_rpm(unsigned, expected(pkg), keyring, "fixture")
+
+
+def test_key_not_trusted(fixture_mirror):
+    only_docker = Keyring.load([fixture_mirror.key_file])
+    pkg = fixture_mirror.pkg("extras", "x86_64", "slirp4netns")
+    with pytest.raises(VerifyError, match="not trusted; pass its public key with --gpg-key"):
+        verify_rpm(
+            fixture_mirror.rpm_path("extras", "x86_64", "slirp4netns"),
+            expected(pkg),
+            only_docker,
+            "fixture",
+        )
+
+
+@pytest.mark.parametrize("junk", [b"", b"\xed\xab\xee\xdb" + b"\0" * 200, b"not an rpm" * 50])
+def test_malformed_rpm_is_a_clean_error(tmp_path, junk):
+    path = tmp_path / "bad.rpm"
+    path.write_bytes(junk)
+    with pytest.raises(VerifyError, match="is not a readable RPM"):
+        read_identity(path)
+
+
+def test_vendor_keys_are_pinned():
+    ring = Keyring.load()
+    assert {k.fingerprint for k in ring.keys} == {
+        "060A61C51B558A7F742B77AAC52FEB6B621E9F35",
+        "6341AB2753D78A78A7C27BB124C6A8A7F4A80EB5",
+    }
