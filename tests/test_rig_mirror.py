@@ -317,7 +317,12 @@ def test_old_centos_docker_and_the_file_conflict(baseline_root):
     names = root.installed_names()
     assert {"docker", "docker-client", "docker-common", "container-selinux"} <= names
     assert "2:1.13.1-209.git7d71120.el7.centos" in " ".join(root.rpm_qa())
-    # --allowerasing removes `docker` (Conflicts) but docker-common still owns /usr/bin/docker
+    # the oracle: --allowerasing would erase only `docker` (the one named in Conflicts) ...
+    res = root.resolve(fm.DOCKER_DOCS_PACKAGES, allow_erasing=True)
+    assert res.remove == {"docker-2:1.13.1-209.git7d71120.el7.centos.x86_64"}
+    with pytest.raises(DnfError):
+        root.resolve(fm.DOCKER_DOCS_PACKAGES)  # without it dnf refuses
+    # ... so rpm then trips over docker-common still owning /usr/bin/docker
     with pytest.raises(DnfError) as err:
         root.install_names(fm.DOCKER_DOCS_PACKAGES, allow_erasing=True)
     assert "/usr/bin/docker" in err.value.output and "docker-common" in err.value.output

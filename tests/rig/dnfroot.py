@@ -317,9 +317,13 @@ class DnfRoot:
             "Downgraded": res.replaced,
             "Obsoleted": res.replaced,
             "Obsoleting": res.install,
+            "Reinstall": res.install,
+            "Reinstalled": res.replaced,
         }
         for item in data["items"]:
-            buckets.get(item["action"], res.install).add(item["nevra"])
+            bucket = buckets.get(item["action"])
+            if bucket is not None:  # e.g. "Reason Change": only in .items
+                bucket.add(item["nevra"])
         return res
 
     def would_install(self, names: Iterable[str], repos: Iterable[str] | None = None) -> set[str]:
