@@ -26,8 +26,8 @@ def parse_size(text: str) -> int:
     if not match:
         raise UsageError(f"--split-size {text!r} is not a size; write e.g. 3900M or 2G")
     size = int(match.group(1)) * _UNITS[match.group(2).upper()]
-    if size < 1024 * 1024:
-        raise UsageError(f"--split-size {text} is below 1M; choose a larger part size")
+    if size < 64 * 1024:
+        raise UsageError(f"--split-size {text} is below 64K; choose a larger part size")
     if size > FAT32_LIMIT:
         raise UsageError(
             f"--split-size {text} is 4 GiB or more, which FAT32 cannot hold; use at most 4095M"

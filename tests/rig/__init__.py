@@ -1,1 +1,1 @@
-"""The test rig: real peers (rpmbuild, createrepo_c, dnf, docker-registry, dockerd) driven by the tests."""
+"""The test rig: real peers driven by the tests (rpmbuild, createrepo_c, dnf, registry, dockerd)."""

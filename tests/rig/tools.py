@@ -32,7 +32,9 @@ def need(tool: str) -> str:
 def pyenv_python(version: str) -> str:
     """Path of pyenv's interpreter for ``version`` (e.g. "2.7.18"), failing like need()."""
     try:
-        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True).stdout.strip()
+        root = subprocess.run(
+            ["pyenv", "root"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         root = str(Path.home() / ".pyenv")
     major_minor = ".".join(version.split(".")[:2])
