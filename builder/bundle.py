@@ -32,7 +32,7 @@ from .mirrors import CENTOS_RELEASE, RELEASEVER, MirrorChain
 from .repodata import Repo, core_group, fetch_records, fetch_repo, group_record
 from .repowriter import write_repodata
 from .resolve import Package, Solver, check_version
-from .rpmverify import Keyring, verify_rpm
+from .rpmverify import FETCHED_KEYS, Keyring, verify_rpm
 from .split import PartWriter, join_instructions, write_part_sums
 from .tarutil import add_tree, open_tar_gz, write_tar_gz
 
@@ -240,6 +240,7 @@ def build(
     try:
         plan = plan or make_plan(opts, downloader, workdir / "metadata", reporter)
         staging = workdir / plan.name
+        fetch_pinned_keys(opts, keyring, downloader, workdir / "keys", reporter)
         rpms = fetch_rpms(plan, downloader, staging / "rpms", opts.jobs, reporter)
         reporter.step(f"verifying {len(rpms)} RPM headers and signatures")
         signers = verify_rpms(plan.packages, rpms, keyring)
@@ -265,6 +266,40 @@ def build(
         return BuildResult(folder, tarball, digest, manifest, parts)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def fetch_pinned_keys(
+    opts: BuildOptions,
+    keyring: Keyring,
+    downloader: Downloader,
+    workdir: Path,
+    reporter: Reporter,
+) -> None:
+    """Vendor keys we pin by fingerprint but do not ship (CentOS 7 aarch64), from the vault."""
+    if opts.arch not in FETCHED_KEYS:
+        return
+    name, fingerprint = FETCHED_KEYS[opts.arch]
+    if any(k.fingerprint == fingerprint for k in keyring.keys):
+        return
+    urls = [
+        url
+        for m in opts.mirror.mirrors
+        for url in (
+            m.centos_repo_url("os", opts.arch) + name,
+            f"{m.os}/altarch/{name}",
+            f"{m.os}/{name}",
+        )
+    ]
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        data, url = downloader.get_bytes(urls, name, workdir)
+    except AirdockError:
+        reporter.step(f"warning: {name} not found on the mirror; pass it with --gpg-key")
+        return
+    path = workdir / f"{name}.asc"
+    path.write_bytes(data)
+    if keyring.add_pinned(path, fingerprint) is None:
+        reporter.step(f"warning: {url} is not the CentOS key {fingerprint}; ignored")
 
 
 def fetch_rpms(

@@ -29,6 +29,13 @@ VENDOR_KEYS = {
 }
 
 
+# Vendor keys not shipped (not in our reference set), fetched from the vault on demand
+# and trusted only when the fingerprint matches the pin (el7-facts.md).
+FETCHED_KEYS = {
+    "aarch64": ("RPM-GPG-KEY-CentOS-7-aarch64", "EF8F3CA66EFDF32B36CDADF76C7CB6EF305D49D6"),
+}
+
+
 @dataclass(frozen=True)
 class TrustedKey:
     path: Path
@@ -57,6 +64,18 @@ class Keyring:
         for path in extra:
             keys.append(_load_key(Path(path), user=True))
         return cls(keys)
+
+    def add_pinned(self, path: Path, fingerprint: str) -> TrustedKey | None:
+        """Trust ``path`` only if it is the key with ``fingerprint``; None otherwise."""
+        try:
+            key = _load_key(path)
+        except UsageError:
+            return None
+        if key.fingerprint != fingerprint:
+            return None
+        if all(k.fingerprint != fingerprint for k in self.keys):
+            self.keys.append(key)
+        return key
 
     def by_key_id(self, key_id: str) -> TrustedKey | None:
         for key in self.keys:

@@ -387,3 +387,33 @@ def test_interrupted_build_leaves_nothing(tmp_path, mirror_args, mirror):
     assert proc.returncode != 0
     assert b"Error: interrupted" in err and b"Traceback" not in err
     assert not output.exists() or list(output.iterdir()) == []  # no temp folder left either
+
+
+def test_aarch64_vault_key_is_trusted_only_by_its_pinned_fingerprint(
+    tmp_path, fixture_mirror_multiarch, mirror_multiarch
+):
+    """The vault serves a key under the aarch64 CentOS key's name; it is not the pinned one."""
+    url = mirror_multiarch.url
+    result = airdock(
+        "build",
+        "--mirror",
+        f"{url}/docker-ce",
+        "--os-mirror",
+        f"{url}/centos-vault",
+        "--gpg-key",
+        fixture_mirror_multiarch.key_file,
+        "--arch",
+        "aarch64",
+        "--no-images",
+        "--output",
+        tmp_path / "o",
+        "--cache-dir",
+        tmp_path / "c",
+    )
+    assert mirror_multiarch.count("RPM-GPG-KEY-CentOS-7-aarch64") >= 1
+    assert (
+        "is not the CentOS key EF8F3CA66EFDF32B36CDADF76C7CB6EF305D49D6; ignored" in result.output
+    )
+    line = one_error_line(result)
+    assert "which is not trusted" in line
+    assert nothing_published(tmp_path / "o")
