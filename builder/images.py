@@ -1,0 +1,217 @@
+"""Pull images for one platform into ``images/<name>_<tag>.tar`` docker-load archives.
+
+The flow is the builder's usual one: resolve every reference to a platform
+manifest first (small verified documents), then fetch all blobs in parallel
+through the Downloader (cache keyed by digest: a rebuild fetches none), then
+check each config against its manifest and write the archives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .download import Downloader, file_digest
+from .errors import UsageError, VerifyError
+from .imagearchive import Blob, write_image_archive
+from .registry import (
+    CONFIG_TYPES,
+    DOCKER_HUB,
+    LAYER_TYPES,
+    Credentials,
+    Descriptor,
+    Manifest,
+    Platform,
+    Reference,
+    RegistryClient,
+    default_docker_config,
+    docker_config_credentials,
+    platform_for_arch,
+    registry_url,
+    select_platform,
+)
+
+
+@dataclass
+class RegistryOptions:
+    registry_mirror: str | None = None  # pull-through mirror for Docker Hub images
+    username: str | None = None
+    password: str | None = None  # the CLI reads it from env AIRDOCK_REGISTRY_PASSWORD
+    docker_config: Path | None = None  # default $DOCKER_CONFIG/config.json or ~/.docker/
+
+
+@dataclass
+class _Image:
+    """One reference resolved to a verified platform manifest."""
+
+    ref: Reference
+    client: RegistryClient
+    index_digest: str | None
+    manifest: Manifest
+    config: Descriptor
+    layers: list[Descriptor]
+
+    @property
+    def file(self) -> str:
+        return f"images/{self.ref.file_stem}.tar"
+
+
+class _Clients:
+    """One RegistryClient per base URL, with the credentials that apply to it."""
+
+    def __init__(self, downloader: Downloader, options: RegistryOptions) -> None:
+        self.downloader = downloader
+        self.options = options
+        self._clients: dict[str, RegistryClient] = {}
+
+    def for_ref(self, ref: Reference) -> RegistryClient:
+        mirror = self.options.registry_mirror
+        if mirror and "://" not in mirror:
+            raise UsageError(f"--registry-mirror needs a URL with http:// or https://: {mirror!r}")
+        base = registry_url(ref.registry, mirror)
+        if base not in self._clients:
+            name = ref.registry if base == registry_url(ref.registry) else base
+            self._clients[base] = RegistryClient(
+                base, self.downloader, self._credentials(base, ref.registry), name
+            )
+        return self._clients[base]
+
+    def _credentials(self, base: str, registry: str) -> Credentials | None:
+        o = self.options
+        if o.username:
+            if o.password is None:
+                raise UsageError("a registry user needs a password: set AIRDOCK_REGISTRY_PASSWORD")
+            return Credentials(o.username, o.password, "--registry-user")
+        config = o.docker_config or default_docker_config()
+        host = registry if base == registry_url(registry) else base
+        return docker_config_credentials(config, host)
+
+
+def pull_images(
+    references: Sequence[str],
+    arch: str,
+    downloader: Downloader,
+    bundle_dir: Path,
+    workdir: Path,
+    options: RegistryOptions,
+    jobs: int = 4,
+) -> list[dict]:
+    """Pull each reference for ``arch`` into ``bundle_dir/images/``; return the Image objects.
+
+    The objects are those of the "Image object" table in docs/bundle-format.md,
+    in the order of ``references`` (duplicates removed).
+    """
+    platform = platform_for_arch(arch)
+    refs = _unique_refs(references)
+    clients = _Clients(downloader, options)
+    images = [_resolve(ref, clients.for_ref(ref), platform) for ref in refs]
+
+    blob_dir = workdir / "blobs"
+    wanted: dict[str, tuple[_Image, Descriptor, str]] = {}
+    for img in images:
+        wanted.setdefault(img.config.digest, (img, img.config, f"{img.ref} config"))
+        for i, layer in enumerate(img.layers, 1):
+            label = f"{img.ref} layer {i}/{len(img.layers)} {layer.digest[:19]}"
+            wanted.setdefault(layer.digest, (img, layer, label))
+
+    def fetch(digest: str) -> tuple[str, Path]:
+        img, desc, label = wanted[digest]
+        dest = blob_dir / digest.replace(":", "/", 1)
+        return digest, img.client.fetch_blob(img.ref.repository, desc, dest, label).path
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        paths = dict(pool.map(fetch, list(wanted)))
+
+    return [_write(img, platform, paths, bundle_dir) for img in images]
+
+
+def _unique_refs(references: Sequence[str]) -> list[Reference]:
+    refs: dict[str, Reference] = {}
+    files: dict[str, str] = {}
+    for text in references:
+        ref = Reference.parse(text)
+        if str(ref) in refs:
+            continue
+        other = files.setdefault(ref.file_stem, str(ref))
+        if other != str(ref):
+            raise UsageError(
+                f"images {other} and {ref} would both be saved as "
+                f"images/{ref.file_stem}.tar; bundle only one of them"
+            )
+        refs[str(ref)] = ref
+    return list(refs.values())
+
+
+def _resolve(ref: Reference, client: RegistryClient, platform: Platform) -> _Image:
+    where = str(ref)
+    top = client.manifest(ref.repository, ref.manifest_ref, where)
+    index_digest = None
+    manifest = top
+    if top.is_index:
+        index_digest = top.digest
+        entry = select_platform(top, platform, where)
+        manifest = client.manifest(ref.repository, entry.digest, f"{where} ({platform})")
+        if manifest.is_index:
+            raise VerifyError(f"{where}: the {platform} entry is another index, not an image")
+    config = manifest.config(where)
+    if config.media_type not in CONFIG_TYPES:
+        raise VerifyError(f"{where} is not a container image (config type {config.media_type!r})")
+    layers = manifest.layers(where)
+    for layer in layers:
+        if layer.media_type not in LAYER_TYPES:
+            raise VerifyError(
+                f"{where} has a layer of type {layer.media_type!r} that docker load cannot "
+                "read (only tar and tar+gzip layers are supported)"
+            )
+    return _Image(ref, client, index_digest, manifest, config, layers)
+
+
+def _write(img: _Image, platform: Platform, paths: dict[str, Path], bundle_dir: Path) -> dict:
+    where = str(img.ref)
+    config_path = paths[img.config.digest]
+    try:
+        config = json.loads(config_path.read_bytes())
+        diff_ids = config["rootfs"]["diff_ids"]
+        found = Platform.of(config)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerifyError(f"{where}: the image config is not valid ({exc})") from exc
+    if (found.os, found.architecture) != (platform.os, platform.architecture):
+        raise VerifyError(f"{where} is built for {found}, not {platform}")
+    if len(diff_ids) != len(img.layers):
+        raise VerifyError(
+            f"{where}: the config lists {len(diff_ids)} layers, the manifest {len(img.layers)}"
+        )
+
+    dest = bundle_dir / img.file
+    write_image_archive(
+        dest,
+        config=Blob(img.config.digest, config_path),
+        layers=[Blob(layer.digest, paths[layer.digest]) for layer in img.layers],
+        manifest=img.manifest.raw,
+        manifest_digest=img.manifest.digest,
+        manifest_media_type=img.manifest.media_type,
+        repo_tags=[img.ref.repo_tag],
+        image_name=_containerd_name(img.ref),
+        tag=img.ref.tag_or_pseudo,
+    )
+    return {
+        "reference": str(img.ref),
+        "repo_tag": img.ref.repo_tag,
+        "registry": img.client.base_url,
+        "index_digest": img.index_digest,
+        "manifest_digest": img.manifest.digest,
+        "config_digest": img.config.digest,
+        "platform": str(platform),
+        "file": img.file,
+        "size": dest.stat().st_size,
+        "sha256": file_digest(dest)["sha256"],
+    }
+
+
+def _containerd_name(ref: Reference) -> str:
+    """The full name containerd's image store gives the image (``docker.io/library/x:t``)."""
+    registry = ref.registry if ref.registry != DOCKER_HUB else "docker.io"
+    return f"{registry}/{ref.repository}:{ref.tag_or_pseudo}"
