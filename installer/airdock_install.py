@@ -440,6 +440,21 @@ def write_receipt(s, bundle, host, plan, transaction_id, images):
         managed.update(previous.get("managed_packages", []))
     host.forget()
     still = host.installed(sorted(managed)) if not s.dry_run else {}
+    transaction = {
+        "id": transaction_id,
+        "time": utc_now(),
+        "bundle": bundle.name,
+        "added": [p.nevra for p in plan.install],
+        "upgraded": [{"name": p.name, "from": old, "to": p.evr} for p, old in plan.upgrade],
+        "removed": list(plan.remove) + list(plan.extra_removals),
+    }
+    history = []
+    if previous:
+        history = previous.get("previous", [])[:9]
+        if plan.nothing_to_do and previous.get("transaction"):
+            transaction = previous["transaction"]  # this run changed no package
+        else:
+            history = [summarize_receipt(previous)] + history
     receipt = {
         "format": "airdock-receipt",
         "format_version": RECEIPT_FORMAT_VERSION,
@@ -451,16 +466,11 @@ def write_receipt(s, bundle, host, plan, transaction_id, images):
             "manifest_sha256": bundle.manifest_sha256,
             "path": bundle.root,
         },
-        "transaction": {
-            "id": transaction_id,
-            "added": [p.nevra for p in plan.install],
-            "upgraded": [{"name": p.name, "from": old, "to": p.evr} for p, old in plan.upgrade],
-            "removed": list(plan.remove) + list(plan.extra_removals),
-        },
+        "packages_changed": not plan.nothing_to_do,
+        "transaction": transaction,
         "managed_packages": sorted(n for n in managed if s.dry_run or n in still),
         "images": images,
-        "previous": ([summarize_receipt(previous)] + previous.get("previous", [])[:9])
-        if previous else [],
+        "previous": history,
     }
     if s.dry_run:
         s.say("  (would write %s)" % RECEIPT)
@@ -560,8 +570,9 @@ def show_receipt(s, receipt):
         s.say("Receipt: none (%s)" % RECEIPT)
     else:
         tx = receipt.get("transaction", {})
-        s.say("Receipt: %s installed %s (yum transaction %s)" % (
-            receipt.get("time"), receipt.get("bundle", {}).get("name"), tx.get("id")))
+        s.say("Receipt: %s (last run %s); packages from yum transaction %s at %s" % (
+            receipt.get("bundle", {}).get("name"), receipt.get("time"), tx.get("id"),
+            tx.get("time")))
     s.result["receipt"] = receipt
 
 
@@ -667,7 +678,7 @@ def summarize_uninstall(s, packages, purged):
     if s.dry_run:
         s.say("\nDry run: nothing was changed.")
         return
-    s.say("\nDone: docker removed (%d packages)." % len(packages))
+    s.say("\nDone: %d packages removed%s." % (len(packages), ", data deleted" if purged else ""))
     if not purged:
         s.say("  kept %s; `uninstall --purge` deletes them" % ", ".join(DATA_DIRS))
 
@@ -1127,8 +1138,12 @@ class Plan(object):
         return None
 
     def managed_names(self):
-        return [p.name for p in self.install] + [p.name for p, _ in self.upgrade] + \
-            [p.name for p in self.present if p.name in DOCKER_PACKAGES or p.requested]
+        """What uninstall may remove: what this install added, plus docker's own packages
+        (upgraded or already there).  An upgraded base package (policycoreutils) was the
+        host's before and stays the host's."""
+        ours = [p for p, _ in self.upgrade] + self.present
+        return [p.name for p in self.install] + [
+            p.name for p in ours if p.name in DOCKER_PACKAGES or p.requested]
 
 
 def make_plan(s, bundle, host):
@@ -1230,11 +1245,9 @@ def needed_by_others(s, host, nevras):
         if rc == 0:
             break
         needs = re.findall(r"^\s*(.+?) is needed by \(installed\) (\S+)", out, re.M)
-        if not needs:
-            break
         blockers = {}
         for cap, by in needs:
-            for provider in host.what_provides(cap):
+            for provider in host.what_provides(cap.split()[0]):
                 if provider in candidates:
                     blockers.setdefault(provider, by)
         core = [n for n in blockers if nevra_name(n) in DOCKER_PACKAGES]
@@ -1243,7 +1256,8 @@ def needed_by_others(s, host, nevras):
                 blockers[core[0]], nevra_name(core[0])),
                 "remove %s first (yum remove), then run uninstall again" % blockers[core[0]])
         if not blockers:
-            break
+            raise Failure("rpm refuses to remove the docker packages: %s" % last_error_line(out),
+                          "see the log; nothing was removed")
         for nevra, by in sorted(blockers.items()):
             keep.append((nevra, "needed by %s" % by))
             candidates.remove(nevra)
