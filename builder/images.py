@@ -19,12 +19,12 @@ from .errors import UsageError, VerifyError
 from .imagearchive import Blob, write_image_archive
 from .registry import (
     CONFIG_TYPES,
-    DOCKER_HUB,
     LAYER_TYPES,
     Credentials,
     Descriptor,
     Manifest,
     Platform,
+    PlatformError,
     Reference,
     RegistryClient,
     default_docker_config,
@@ -109,23 +109,41 @@ def pull_images(
     clients = _Clients(downloader, options)
     images = [_resolve(ref, clients.for_ref(ref), platform) for ref in refs]
 
-    blob_dir = workdir / "blobs"
-    wanted: dict[str, tuple[_Image, Descriptor, str]] = {}
+    blobs: dict[str, tuple[_Image, Descriptor, str]] = {}
     for img in images:
-        wanted.setdefault(img.config.digest, (img, img.config, f"{img.ref} config"))
+        blobs.setdefault(img.config.digest, (img, img.config, f"{img.ref} config"))
+    paths = _fetch_blobs(blobs, workdir / "blobs", jobs)
+    for img in images:  # small configs first: a wrong image fails before its layers download
+        _check_config(img, platform, paths[img.config.digest])
+
+    blobs = {}
+    for img in images:
         for i, layer in enumerate(img.layers, 1):
             label = f"{img.ref} layer {i}/{len(img.layers)} {layer.digest[:19]}"
-            wanted.setdefault(layer.digest, (img, layer, label))
-
-    def fetch(digest: str) -> tuple[str, Path]:
-        img, desc, label = wanted[digest]
-        dest = blob_dir / digest.replace(":", "/", 1)
-        return digest, img.client.fetch_blob(img.ref.repository, desc, dest, label).path
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        paths = dict(pool.map(fetch, list(wanted)))
+            blobs.setdefault(layer.digest, (img, layer, label))
+    paths.update(_fetch_blobs(blobs, workdir / "blobs", jobs))
 
     return [_write(img, platform, paths, bundle_dir) for img in images]
+
+
+def _fetch_blobs(
+    blobs: dict[str, tuple[_Image, Descriptor, str]], blob_dir: Path, jobs: int
+) -> dict[str, Path]:
+    """Fetch blobs in parallel (each digest once); the first error cancels the rest."""
+
+    def fetch(digest: str) -> Path:
+        img, desc, label = blobs[digest]
+        dest = blob_dir / digest.replace(":", "/", 1)
+        return img.client.fetch_blob(img.ref.repository, desc, dest, label).path
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {digest: pool.submit(fetch, digest) for digest in blobs}
+        try:
+            return {digest: future.result() for digest, future in futures.items()}
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            raise
 
 
 def _unique_refs(references: Sequence[str]) -> list[Reference]:
@@ -169,22 +187,30 @@ def _resolve(ref: Reference, client: RegistryClient, platform: Platform) -> _Ima
     return _Image(ref, client, index_digest, manifest, config, layers)
 
 
-def _write(img: _Image, platform: Platform, paths: dict[str, Path], bundle_dir: Path) -> dict:
+def _check_config(img: _Image, platform: Platform, path: Path) -> None:
+    """The config must be an image for ``platform`` with one diff_id per layer."""
     where = str(img.ref)
-    config_path = paths[img.config.digest]
     try:
-        config = json.loads(config_path.read_bytes())
+        config = json.loads(path.read_bytes())
         diff_ids = config["rootfs"]["diff_ids"]
         found = Platform.of(config)
     except (ValueError, KeyError, TypeError) as exc:
         raise VerifyError(f"{where}: the image config is not valid ({exc})") from exc
     if (found.os, found.architecture) != (platform.os, platform.architecture):
-        raise VerifyError(f"{where} is built for {found}, not {platform}")
+        if img.index_digest is None:
+            raise PlatformError(
+                f"{where} is a single-platform image for {found}, not {platform} — "
+                "choose another --arch or image"
+            )
+        raise VerifyError(f"{where}: the index entry for {platform} points at a {found} image")
     if len(diff_ids) != len(img.layers):
         raise VerifyError(
             f"{where}: the config lists {len(diff_ids)} layers, the manifest {len(img.layers)}"
         )
 
+
+def _write(img: _Image, platform: Platform, paths: dict[str, Path], bundle_dir: Path) -> dict:
+    config_path = paths[img.config.digest]
     dest = bundle_dir / img.file
     write_image_archive(
         dest,
@@ -213,5 +239,4 @@ def _write(img: _Image, platform: Platform, paths: dict[str, Path], bundle_dir: 
 
 def _containerd_name(ref: Reference) -> str:
     """The full name containerd's image store gives the image (``docker.io/library/x:t``)."""
-    registry = ref.registry if ref.registry != DOCKER_HUB else "docker.io"
-    return f"{registry}/{ref.repository}:{ref.tag_or_pseudo}"
+    return f"{ref.registry}/{ref.repository}:{ref.tag_or_pseudo}"

@@ -59,7 +59,7 @@ class _Server(http.server.ThreadingHTTPServer):
 
 def _serve(handler: type, host: str = "127.0.0.1") -> tuple[_Server, threading.Thread]:
     server = _Server((host, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     return server, thread
 
