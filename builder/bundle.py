@@ -334,8 +334,7 @@ def verify_rpms(
             p.url,
         )
         rpms[p.filename]["signing_key"] = ident.signing_key
-        key = keyring.by_key_id(ident.signing_key or "")
-        signers[p.filename] = key.fingerprint if key else ""
+        signers[p.filename] = ident.signer or ""
     return signers
 
 

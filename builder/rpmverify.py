@@ -11,6 +11,7 @@ re-signed package never reaches a bundle.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ class RpmIdentity:
     release: str
     arch: str
     signing_key: str | None  # 16 hex lower, from the signature packet
+    signer: str | None = None  # fingerprint of the trusted certificate that verified it
 
 
 def _text(value: object) -> str:
@@ -187,7 +189,7 @@ def verify_rpm(
             f"{path.name} from {source} is not signed; refusing an unsigned "
             "package (the target installs with gpgcheck on)"
         )
-    key = keyring.by_key_id(ident.signing_key or "")
+    key = keyring.by_key_id(ident.signing_key or "") or _signer_among(keyring, sigs, header)
     if key is None:
         raise VerifyError(
             f"{path.name} is signed by key {ident.signing_key or '?'}, which is not trusted; "
@@ -196,17 +198,33 @@ def verify_rpm(
     for tag, packet in sigs.items():
         signed = header if tag == "rsaheader" else header_payload
         try:
-            pysequoia.verify(
-                bytes=signed,
-                store=lambda _ids, k=key: [k.cert],
-                signature=pysequoia.Sig.from_bytes(packet),
-            )
+            _check(signed, packet, key)
         except Exception as exc:
             raise VerifyError(
                 f"{path.name} from {source}: bad {tag} signature for key {key.fingerprint} "
                 f"({exc}); the file was altered after signing — do not use this mirror"
             ) from exc
-    return ident
+    return dataclasses.replace(ident, signer=key.fingerprint)
+
+
+def _check(signed: bytes, packet: bytes, key: TrustedKey) -> None:
+    pysequoia.verify(
+        bytes=signed, store=lambda _ids: [key.cert], signature=pysequoia.Sig.from_bytes(packet)
+    )
+
+
+def _signer_among(keyring: Keyring, sigs: dict[str, bytes], header: bytes) -> TrustedKey | None:
+    """The trusted key that made the header signature (the issuer id may be a subkey's)."""
+    packet = sigs.get("rsaheader")
+    if packet is None:
+        return None
+    for key in keyring.keys:
+        try:
+            _check(header, packet, key)
+        except Exception:
+            continue
+        return key
+    return None
 
 
 def _nevra(t: tuple) -> str:

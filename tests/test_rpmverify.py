@@ -9,6 +9,7 @@ import pytest
 from builder.errors import VerifyError
 from builder.rpmverify import Keyring, read_identity, verify_rpm
 from tests.rig import mirror as rig
+from tests.rig.tools import run
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +88,25 @@ def test_vendor_keys_are_pinned():
         "060A61C51B558A7F742B77AAC52FEB6B621E9F35",
         "6341AB2753D78A78A7C27BB124C6A8A7F4A80EB5",
     }
+
+
+def test_key_that_signs_with_a_subkey(fixture_mirror, tmp_path):
+    """Keys whose primary only certifies and a subkey signs (common for vendor keys)."""
+    uid = "Subkey Signer <subkey@example.invalid>"
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--passphrase", ""]
+    try:
+        run([*gpg, "--quick-gen-key", uid, "rsa2048", "cert", "never"])
+        fpr = run([*gpg, "--with-colons", "--list-keys", uid]).stdout.split("fpr:::::::::")[1][:40]
+        run([*gpg, "--quick-add-key", fpr, "rsa2048", "sign", "never"])
+        public = tmp_path / "subkey.asc"
+        public.write_text(run([*gpg, "--armor", "--export", uid]).stdout)
+        pkg = fixture_mirror.pkg("extras", "x86_64", "slirp4netns")
+        rpm = rig.build_rpm(pkg, tmp_path / "out")
+        rig.sign_rpms([rpm], home, uid)
+    finally:
+        run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+    ident = verify_rpm(rpm, expected(pkg), Keyring.load([public]), "fixture")
+    assert ident.signer == fpr.upper()
+    assert ident.signing_key != fpr[-16:].lower()  # the issuer is the subkey
