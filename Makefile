@@ -35,9 +35,13 @@ deps:
 test: deps venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Speed is measured here, never asserted in tests.
+bench: deps venv
+	$(BIN)/python bench/build_bench.py
+
 lint: venv
-	$(BIN)/ruff check builder tests
-	$(BIN)/ruff format --check builder tests
+	$(BIN)/ruff check builder tests bench
+	$(BIN)/ruff format --check builder tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .cache
