@@ -1,1 +1,169 @@
-"""Pytest fixtures (filled in by the issue that needs them)."""
+"""Pytest fixtures for the installer's sandbox host (see tests/rig/sandbox.py, tests/README.md).
+
+Session scope (built once)
+--------------------------
+``sandbox_templates``   ``{"core": DnfRoot, "old-docker": DnfRoot}``: pristine installroots with
+                        both fixture keys and ``@core``; "old-docker" adds CentOS's docker 1.13
+                        (``dnf install docker`` from the fixture extras repo).
+``installer_bundles``   ``{"26.1.4": Path, "25.0.5": Path}``: bundles built by ``airdock build``
+                        from the fixture mirror, ``--no-images``.
+``image_bundles``       the same two versions with ``hello-world:latest`` pulled from the plain
+                        fixture registry (``--registry-mirror``).
+
+Function scope
+--------------
+``sandbox``             factory ``sandbox(root="core", os_release=CENTOS_7, kernel=KERNEL_EL7,
+                        name="sb") -> Sandbox``; every sandbox is stopped (its daemons ended by
+                        PID) and removed at teardown.
+``bundle_copy``         factory ``bundle_copy(bundle, name=None) -> Path``: a private copy of a
+                        bundle folder to tamper with.
+
+``INSTALLER_PYTHONS``   the interpreters the installer must run on: pyenv's 2.7.18 and 3.6.15 and
+                        the current one; ``installer_python(label)`` resolves one (skip/fail like
+                        every missing tool).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.rig.dnfroot import DnfRoot
+from tests.rig.fixtures_mirror import builder_mirror_args, fixture_dnfroot
+from tests.rig.httpserver import MirrorServer
+from tests.rig.mirror import FixtureMirror
+from tests.rig.sandbox import CENTOS_7, KERNEL_EL7, Sandbox
+from tests.rig.tools import need, pyenv_python
+
+INSTALLER_PYTHONS = ("2.7", "3.6", "current")
+BUNDLE_VERSIONS = ("26.1.4", "25.0.5")
+
+
+def installer_python(label: str) -> str:
+    if label == "2.7":
+        return pyenv_python("2.7.18")
+    if label == "3.6":
+        return pyenv_python("3.6.15")
+    return sys.executable
+
+
+def airdock_cli() -> list[str]:
+    """The builder CLI of this checkout (the venv's console script, else ``python -m``)."""
+    script = Path(sys.executable).with_name("airdock")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from builder.cli import main; main()"]
+
+
+def build_bundle(
+    mirror: FixtureMirror,
+    server_url: str,
+    output: Path,
+    cache: Path,
+    version: str,
+    *extra: str,
+) -> Path:
+    """``airdock build`` from the fixture mirror; returns the bundle folder."""
+    cmd = [
+        *airdock_cli(), "build", *builder_mirror_args(mirror, server_url),
+        "--docker-version", version, "--output", str(output), "--cache-dir", str(cache),
+        "--json", *extra,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise AssertionError(f"airdock build failed:\n{proc.stdout}\n{proc.stderr}")
+    summary = json.loads(proc.stdout)
+    folder = Path(summary.get("folder") or summary.get("bundle") or "")
+    if not folder.is_dir():
+        found = sorted(output.glob(f"airdock-docker-ce-{version}-*"))
+        folder = next(p for p in found if p.is_dir())
+    return folder
+
+
+class _SandboxTemplates:
+    def __init__(self, base: Path, mirror: FixtureMirror):
+        self.base = base
+        self.mirror = mirror
+        self.roots: dict[str, DnfRoot] = {}
+        self.lock = threading.Lock()
+
+    def get(self, kind: str) -> DnfRoot:
+        with self.lock:
+            if kind not in self.roots:
+                with MirrorServer(self.mirror.root) as private:
+                    root = fixture_dnfroot(self.base / kind, self.mirror, private.url)
+                    root.import_keys()
+                    root.install_group_core()
+                    if kind == "old-docker":
+                        root.install_names(["docker"])
+                    elif kind != "core":
+                        raise ValueError(f"unknown sandbox root {kind!r}")
+                self.roots[kind] = root
+            return self.roots[kind]
+
+
+@pytest.fixture(scope="session")
+def sandbox_templates(tmp_path_factory, fixture_mirror) -> _SandboxTemplates:
+    need("dnf")
+    need("unshare")
+    return _SandboxTemplates(tmp_path_factory.mktemp("sandbox-templates"), fixture_mirror)
+
+
+@pytest.fixture(scope="session")
+def installer_bundles(tmp_path_factory, fixture_mirror, mirror_server) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("installer-bundles")
+    return {
+        v: build_bundle(fixture_mirror, mirror_server.url, out / "bundles", out / "cache", v,
+                        "--no-images")  # fmt: skip
+        for v in BUNDLE_VERSIONS
+    }
+
+
+@pytest.fixture(scope="session")
+def image_bundles(tmp_path_factory, fixture_mirror, mirror_server, plain_registry) -> dict:
+    out = tmp_path_factory.mktemp("image-bundles")
+    return {
+        v: build_bundle(fixture_mirror, mirror_server.url, out / "bundles", out / "cache", v,
+                        "--image", "hello-world:latest",
+                        "--registry-mirror", plain_registry.url)  # fmt: skip
+        for v in BUNDLE_VERSIONS
+    }
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, sandbox_templates) -> Iterator:
+    made: list[Sandbox] = []
+
+    def make(
+        root: str = "core", os_release: str = CENTOS_7, kernel: str = KERNEL_EL7,
+        name: str = "sb",
+    ) -> Sandbox:  # fmt: skip
+        base = tmp_path / name
+        if base.exists():
+            raise FileExistsError(f"{base} already exists; pass another name")
+        base.mkdir()
+        copy = sandbox_templates.get(root).copy(base / "root")
+        box = Sandbox(base / "host-sandbox", copy, os_release=os_release, kernel=kernel)
+        made.append(box)
+        return box
+
+    yield make
+    for box in made:
+        box.stop()
+
+
+@pytest.fixture
+def bundle_copy(tmp_path: Path):
+    def copy(bundle: Path, name: str | None = None) -> Path:
+        dest = tmp_path / "bundle-copies" / (name or bundle.name)
+        shutil.copytree(bundle, dest, symlinks=True)
+        return dest
+
+    return copy

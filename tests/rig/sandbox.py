@@ -379,3 +379,36 @@ def terminate(pid: int, grace: float = 20) -> None:
     deadline = time.time() + 5
     while process_alive(pid) and time.time() < deadline:
         time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------- tampering with bundles
+
+
+def flip_byte(path: Path, offset: int | None = None) -> None:
+    """Flip one byte (the middle one by default), keeping the size."""
+    data = bytearray(Path(path).read_bytes())
+    at = len(data) // 2 if offset is None else offset
+    data[at] ^= 0xFF
+    Path(path).write_bytes(bytes(data))
+
+
+def rewrite_sha256sums(bundle: Path) -> None:
+    """Recompute SHA256SUMS the way the builder writes it (what a careful attacker does)."""
+    import hashlib
+
+    lines = []
+    for path in sorted(p for p in Path(bundle).rglob("*") if p.is_file()):
+        rel = path.relative_to(bundle).as_posix()
+        if rel != "SHA256SUMS":
+            lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {rel}\n")
+    (Path(bundle) / "SHA256SUMS").write_text("".join(sorted(lines, key=lambda s: s[66:])))
+
+
+def edit_manifest(bundle: Path, edit) -> dict:
+    """Apply ``edit(manifest)`` to manifest.json, then rewrite SHA256SUMS consistently."""
+    path = Path(bundle) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    rewrite_sha256sums(bundle)
+    return manifest

@@ -1,0 +1,267 @@
+"""The installer file itself: it compiles and starts on Python 2.7, 3.6 and the current Python,
+and its parsers read what yum (EL7), dnf, rpm and the OS really print.
+
+Fast: no sandbox, no daemon.  The sandbox tests are test_installer_sandbox.py (preflight,
+tampering, dry run) and test_installer_story.py (install / upgrade / uninstall with dockerd).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.rig.fixtures_sandbox import INSTALLER_PYTHONS, installer_python
+from tests.rig.sandbox import INSTALLER, REPO
+
+INSTALL_SH = REPO / "installer" / "install.sh"
+
+
+def load_installer():
+    spec = importlib.util.spec_from_file_location("airdock_install_under_test", INSTALLER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ai = load_installer()
+
+
+# ------------------------------------------------------------------ interpreters
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_compiles_and_starts_on_every_python(label, tmp_path):
+    python = installer_python(label)
+    compiled = subprocess.run(
+        [python, "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], "
+         "cfile=sys.argv[2], doraise=True)", str(INSTALLER), str(tmp_path / "x.pyc")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert compiled.returncode == 0, compiled.stderr
+    helped = subprocess.run([python, str(INSTALLER), "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0, helped.stderr
+    for word in ("check", "install", "status", "uninstall", "--dry-run", "--yes", "--json",
+                 "--log", "--no-start", "--skip-images", "--purge"):  # fmt: skip
+        assert word in helped.stdout
+    version = subprocess.run([python, str(INSTALLER), "--version"], capture_output=True, text=True)
+    assert "airdock installer" in version.stdout + version.stderr
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_usage_errors_and_missing_manifest_are_one_line(label, tmp_path):
+    python = installer_python(label)
+    bad = subprocess.run([python, str(INSTALLER), "frobnicate"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "invalid choice" in bad.stderr
+    purge = subprocess.run([python, str(INSTALLER), "check", "--purge"], capture_output=True,
+                           text=True)  # fmt: skip
+    assert purge.returncode == 2 and "--purge only goes with uninstall" in purge.stderr
+    log = tmp_path / "log"
+    missing = subprocess.run(
+        [python, str(INSTALLER), "check", "--bundle", str(tmp_path), "--log", str(log)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert missing.returncode == 1
+    assert missing.stderr.count("\n") == 1, missing.stderr
+    assert "manifest.json" in missing.stderr and "Traceback" not in missing.stderr
+    assert "cannot read" in log.read_text()
+
+
+def test_source_avoids_what_python_2_7_5_lacks():
+    text = INSTALLER.read_text()
+    assert not re.search(r"(?<![\w])[fF][rR]?[\"']", text), "f-string"
+    for needle in ("subprocess.run(", "pathlib", "shutil.which", "exist_ok",
+                   "FileNotFoundError", "ssl.create_default_context", "algorithms_guaranteed",
+                   "nonlocal", "yield from", "async "):  # fmt: skip
+        assert needle not in text, needle
+    assert "from __future__ import print_function" in text
+
+
+def test_install_sh_finds_a_python_and_passes_arguments(tmp_path):
+    assert subprocess.run(["sh", "-n", str(INSTALL_SH)]).returncode == 0
+    env = {"PATH": "/usr/bin:/bin", "AIRDOCK_PYTHON": sys.executable}
+    proc = subprocess.run(["sh", str(INSTALL_SH), "--version"], capture_output=True, text=True,
+                          env=env)  # fmt: skip
+    assert proc.returncode == 0 and "airdock installer" in proc.stdout + proc.stderr
+    # With no interpreter at all it says so in one line.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "dirname").symlink_to("/usr/bin/dirname")
+    env = {"PATH": str(empty), "AIRDOCK_PYTHON": ""}
+    proc = subprocess.run(["/bin/sh", str(INSTALL_SH)], capture_output=True, text=True, env=env)
+    if os.path.exists("/usr/bin/python") or os.path.exists("/usr/libexec/platform-python") or \
+            os.path.exists("/usr/bin/python3"):  # fmt: skip
+        assert proc.returncode == 0 or "airdock" in proc.stderr
+    else:
+        assert proc.returncode == 127 and "no Python found" in proc.stderr
+
+
+# ------------------------------------------------------------------ parsers
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ("1.0", "1.0", 0), ("1.0", "2.0", -1), ("2.0.1", "2.0", 1), ("1.10", "1.9", 1),
+        ("26.1.4", "25.0.5", 1), ("1.0a", "1.0", 1), ("1.0~rc1", "1.0", -1),
+        ("1.0~rc1", "1.0~rc2", -1), ("1.0^git1", "1.0", 1), ("1.0^git1", "1.0.1", -1),
+        ("34.el7_9.1", "34.el7", 1), ("1.el7", "1.el7.centos", -1), ("001", "1", 0),
+        ("a", "1", -1), ("2.119.2", "2.74", 1),
+    ],
+)  # fmt: skip
+def test_rpmvercmp(a, b, expected):
+    assert ai.rpmvercmp(a, b) == expected
+    assert ai.rpmvercmp(b, a) == -expected
+
+
+def test_evr_and_nevra_helpers():
+    assert ai.evr_compare((3, "26.1.4", "1.el7"), (0, "99", "1")) == 1
+    assert ai.evr_compare((0, "2.5", "34.el7_9.1"), (None, "2.5", "34.el7")) == 1
+    assert ai.evr_string((2, "1.13.1", "209.el7")) == "2:1.13.1-209.el7"
+    assert ai.evr_string((0, "1.0", "1")) == "1.0-1"
+    nevra = "docker-ce-3:26.1.4-1.el7.x86_64"
+    assert ai.split_nevra(nevra) == ("docker-ce", 3, "26.1.4", "1.el7", "x86_64")
+    assert ai.nevra_nvra(nevra) == "docker-ce-26.1.4-1.el7.x86_64"
+    assert ai.nevra_name("containerd.io-1.6.33-3.1.el7.x86_64") == "containerd.io"
+
+
+def test_os_release_and_release_files():
+    info = ai.parse_os_release('NAME="CentOS Linux"\nID="centos"\nVERSION_ID="7"\n# c\n')
+    assert info == {"NAME": "CentOS Linux", "ID": "centos", "VERSION_ID": "7"}
+    assert ai.parse_os_release("ID=ubuntu\nVERSION_ID='22.04'\n")["VERSION_ID"] == "22.04"
+    el6 = ai.parse_release_file("CentOS release 6.10 (Final)\n")
+    assert el6["ID"] == "centos" and el6["VERSION_ID"] == "6.10"
+    el7 = ai.parse_release_file("CentOS Linux release 7.9.2009 (Core)")
+    assert el7["ID"] == "centos" and el7["VERSION_ID"] == "7.9.2009"
+    rhel = ai.parse_release_file("Red Hat Enterprise Linux Server release 7.9 (Maipo)")
+    assert rhel["ID"] == "rhel" and rhel["VERSION_ID"] == "7.9"
+    assert ai.parse_release_file("") == {}
+
+
+def test_kernel_release():
+    assert ai.parse_kernel_release("3.10.0-1160.el7.x86_64") == (3, 10, 0, 1160)
+    assert ai.parse_kernel_release("2.6.32-754.el6.x86_64") == (2, 6, 32, 754)
+    assert ai.parse_kernel_release("6.1.0-18-amd64") == (6, 1, 0, 18)
+    assert ai.parse_kernel_release("5.4") == (5, 4, 0, None)
+    assert ai.parse_kernel_release("garbage") is None
+
+
+YUM_EL7_MISSING = """\
+Loaded plugins: fastestmirror
+Examining /media/b/rpms/docker-ce-26.1.4-1.el7.x86_64.rpm: 3:docker-ce-26.1.4-1.el7.x86_64
+Marking /media/b/rpms/docker-ce-26.1.4-1.el7.x86_64.rpm to be installed
+Resolving Dependencies
+--> Running transaction check
+---> Package docker-ce.x86_64 3:26.1.4-1.el7 will be installed
+--> Processing Dependency: container-selinux >= 2:2.74 for package: 3:docker-ce-26.1.4-1.el7.x86_64
+--> Processing Dependency: libseccomp >= 2.3 for package: 3:docker-ce-26.1.4-1.el7.x86_64
+--> Finished Dependency Resolution
+Error: Package: 3:docker-ce-26.1.4-1.el7.x86_64 (/docker-ce-26.1.4-1.el7.x86_64)
+           Requires: container-selinux >= 2:2.74
+Error: Package: 3:docker-ce-26.1.4-1.el7.x86_64 (/docker-ce-26.1.4-1.el7.x86_64)
+           Requires: libseccomp >= 2.3
+           Installed: libseccomp-2.2.1-1.el7.x86_64 (@anaconda)
+               libseccomp = 2.2.1-1.el7
+ You could try using --skip-broken to work around the problem
+ You could try running: rpm -Va --nofiles --nodigest
+"""
+
+DNF_MISSING = """\
+ Problem: conflicting requests
+  - nothing provides iptables needed by docker-ce-3:26.1.4-1.el7.x86_64 from @commandline
+================================================================================
+ Package          Architecture  Version               Repository           Size
+================================================================================
+Skipping packages with broken dependencies:
+ docker-ce        x86_64        3:26.1.4-1.el7        @commandline        6.3 k
+Nothing to do.
+Complete!
+"""
+
+YUM_EL7_OK = """\
+Removing for dependencies:
+ atomic-registries       x86_64   1:1.22.1-33.gitb507039.el7_8   @extras   4.4 k
+ podman                  x86_64   0:1.6.4-32.el7_9               @extras    90 M
+
+Transaction Summary
+================================================================================
+Running transaction check
+Running transaction test
+Transaction test succeeded
+"""
+
+YUM_EL7_FILE_CONFLICT = """\
+Running transaction check
+Running transaction test
+
+
+Transaction check error:
+  file /usr/bin/docker from install of docker-ce-cli-1:26.1.4-1.el7.x86_64 conflicts with \
+file from package docker-common-2:1.13.1-209.git7d71120.el7.centos.x86_64
+
+Error Summary
+-------------
+"""
+
+
+def test_parse_yum_output_el7_and_dnf():
+    el7 = ai.parse_yum_output(YUM_EL7_MISSING)
+    assert el7["missing"] == [
+        ("container-selinux >= 2:2.74", "3:docker-ce-26.1.4-1.el7.x86_64"),
+        ("libseccomp >= 2.3", "3:docker-ce-26.1.4-1.el7.x86_64"),
+    ]
+    assert not el7["ok"]
+    dnf = ai.parse_yum_output(DNF_MISSING)
+    assert dnf["missing"] == [("iptables", "docker-ce-3:26.1.4-1.el7.x86_64")] and not dnf["ok"]
+    ok = ai.parse_yum_output(YUM_EL7_OK)
+    assert ok["ok"] and ok["missing"] == [] and ok["extra_removals"] == ["atomic-registries",
+                                                                         "podman"]
+    conflict = ai.parse_yum_output(YUM_EL7_FILE_CONFLICT)
+    assert not conflict["ok"] and "file /usr/bin/docker" in conflict["conflicts"][0]
+
+
+def test_openpgp_fingerprints_of_the_pinned_vendor_keys():
+    keys = REPO / "builder" / "keys"
+    docker = ai.openpgp_keys((keys / "docker-ce-centos.asc").read_bytes())
+    centos = ai.openpgp_keys((keys / "RPM-GPG-KEY-CentOS-7.asc").read_bytes())
+    assert docker[0]["fingerprint"] == "060A61C51B558A7F742B77AAC52FEB6B621E9F35"
+    assert docker[0]["key_id"] == "c52feb6b621e9f35"
+    assert centos[0]["fingerprint"] == "6341AB2753D78A78A7C27BB124C6A8A7F4A80EB5"
+    for fingerprint in (docker[0]["fingerprint"], centos[0]["fingerprint"]):
+        assert fingerprint in ai.VENDOR_KEYS
+    with pytest.raises(Exception):
+        ai.openpgp_keys(b"not a key at all")
+
+
+def test_unknown_manifest_format_version_is_refused(tmp_path):
+    class S:
+        result: dict = {}
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "airdock-bundle",
+                                                        "format_version": 2}))  # fmt: skip
+    with pytest.raises(ai.Failure) as info:
+        ai.load_bundle(S(), str(tmp_path))
+    assert "format_version 2" in info.value.message and "knows 1" in info.value.message
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ai.Failure, match="not valid JSON"):
+        ai.load_bundle(S(), str(tmp_path))
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ai.Failure, match="not an airdock bundle manifest"):
+        ai.load_bundle(S(), str(tmp_path))
+
+
+def test_sizes_and_names():
+    assert ai.human_size(0) == "0 B"
+    assert ai.human_size(1536) == "1.5 KiB"
+    assert ai.human_size(3 * 1024**3) == "3.0 GiB"
+    assert ai.image_name("hello-world:latest") == "hello-world"
+    assert ai.image_name("127.0.0.1:5000/library/hello-world:latest") == "hello-world"
+    assert ai.image_name("registry:5000/app") == "app"
+    assert ai.normalize_arch("arm64") == "aarch64"
