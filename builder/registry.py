@@ -68,7 +68,7 @@ DOCKER_HUB = "docker.io"
 DOCKER_HUB_URL = "https://registry-1.docker.io"
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 _MAX_MANIFEST = 4 << 20  # the distribution spec's limit for a manifest
-_TOKEN_MARGIN = 30.0  # seconds: renew a token this long before it expires
+_TOKEN_MARGIN = 30.0  # seconds: renew a token this long before it expires (at most half its life)
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -410,7 +410,7 @@ def select_platform(index: Manifest, platform: Platform, where: str) -> Descript
 @dataclass
 class _Token:
     header: str | None  # the Authorization value, None when the registry is open
-    expires: float
+    renew_at: float  # time.monotonic() after which a new token is fetched
 
 
 class RegistryClient:
@@ -499,7 +499,7 @@ class RegistryClient:
         """The Authorization header for pulling ``repository`` (empty when open)."""
         with self._lock:
             token = self._tokens.get(repository)
-            if token is None or token.expires - _TOKEN_MARGIN < time.monotonic():
+            if token is None or token.renew_at < time.monotonic():
                 token = self._tokens[repository] = self._authenticate(repository)
         return {"Authorization": token.header} if token.header else {}
 
@@ -546,7 +546,8 @@ class RegistryClient:
                 token, lifetime = None, 0.0
         if not token:
             raise MirrorError(f"the token server {params['realm']} of {self.name} sent no token")
-        return _Token(f"Bearer {token}", time.monotonic() + lifetime)
+        margin = min(_TOKEN_MARGIN, lifetime / 2)
+        return _Token(f"Bearer {token}", time.monotonic() + lifetime - margin)
 
     # -- manifests ------------------------------------------------------------------------
     def manifest(self, repository: str, ref: str, where: str) -> Manifest:

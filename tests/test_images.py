@@ -41,8 +41,11 @@ def _mirror(tmp: Path, proxy) -> RegistryOptions:
     return RegistryOptions(registry_mirror=proxy.url, docker_config=tmp / "no-config.json")
 
 
-def test_pulled_images_load_and_run_in_dockerd(tmp_path, front_proxy, auth_registry, dockerd):
+def test_pulled_images_load_and_run_in_dockerd(
+    tmp_path, front_proxy, auth_registry, token_server, dockerd
+):
     image = auth_registry.image
+    token_server.requests.clear()
     images, bundle, downloader = _pull(
         tmp_path, ["hello-world", "hello-list:latest"], options=_mirror(tmp_path, front_proxy)
     )
@@ -70,6 +73,11 @@ def test_pulled_images_load_and_run_in_dockerd(tmp_path, front_proxy, auth_regis
         sorted([image.configs["amd64"], image.layers["amd64"]])
     )
     assert front_proxy.leaks == []
+    # one anonymous pull token per repository, reused for manifests and blobs
+    assert [(r.user, r.scopes) for r in token_server.requests] == [
+        (None, ["repository:library/hello-world:pull"]),
+        (None, ["repository:library/hello-list:pull"]),
+    ]
 
     for img in images:
         dockerd.docker("rmi", "-f", img["repo_tag"], check=False)

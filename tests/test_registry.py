@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import requests
 
 from builder.download import Downloader
 from builder.errors import ChecksumError, NotFoundError, UsageError
@@ -287,3 +288,42 @@ def test_tampered_manifest_is_a_digest_mismatch(auth_registry, front_proxy) -> N
     digest = auth_registry.image.manifests["amd64"]
     with pytest.raises(ChecksumError, match=f"expected {digest} \\(the reference\\)"):
         client.manifest("library/hello-world", digest, "hello-world")
+
+
+def test_storage_host_refuses_and_records_authorization(front_proxy, auth_registry) -> None:
+    """The rig's leak detector works: a client that forwards the token is caught."""
+    digest = auth_registry.image.configs["amd64"]
+    url = f"{front_proxy.storage_url}/storage/{digest}"
+    assert requests.get(url, headers={"Authorization": "Bearer t"}, timeout=10).status_code == 403
+    assert requests.get(url, timeout=10).status_code == 200
+    assert [h.authorization for h in front_proxy.storage_hits] == ["Bearer t", None]
+    assert len(front_proxy.leaks) == 1
+
+
+def test_blob_download_follows_the_redirect_without_the_token(
+    tmp_path, front_proxy, auth_registry
+) -> None:
+    client = RegistryClient(front_proxy.url, Downloader(retries=0), None, "hub mirror")
+    index = client.manifest("library/hello-world", "latest", "x")
+    entry = select_platform(index, AMD64, "x")
+    manifest = client.manifest("library/hello-world", entry.digest, "x")
+    layer = manifest.layers("x")[0]
+    got = client.fetch_blob("library/hello-world", layer, tmp_path / "layer", "layer")
+    assert got.url == f"{front_proxy.url}/v2/library/hello-world/blobs/{layer.digest}"
+    assert front_proxy.blob_requests == 1
+    assert [h.path.split("?")[0] for h in front_proxy.storage_hits] == [f"/storage/{layer.digest}"]
+    assert front_proxy.leaks == []
+
+
+def test_tokens_are_reused_per_repository_and_renewed_before_expiry(
+    auth_registry, token_server
+) -> None:
+    client = _client(auth_registry)
+    token_server.requests.clear()
+    first = client.auth_header("library/hello-world")
+    assert client.auth_header("library/hello-world") == first
+    client.auth_header("library/hello-list")
+    assert len(token_server.requests) == 2
+    client._tokens["library/hello-world"].renew_at = 0.0  # as if 300 s had passed
+    assert client.auth_header("library/hello-world")["Authorization"].startswith("Bearer ")
+    assert len(token_server.requests) == 3
