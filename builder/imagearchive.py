@@ -135,14 +135,12 @@ def write_image_archive(
     tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
     try:
         with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
-            entries = [(d + "/", None) for d in dirs] + sorted(
-                [(n, p) for n, p in blobs.items()] + [(n, None) for n in files]
-            )
-            for name, path in sorted(entries, key=lambda e: e[0].rstrip("/").split("/")):
-                if name.endswith("/"):
-                    _dir(tar, name.rstrip("/"))
-                elif path is not None:
-                    add_files(tar, [(name, path)], MTIME)
+            names = sorted([*dirs, *blobs, *files], key=lambda n: n.split("/"))
+            for name in names:
+                if name in dirs:
+                    _dir(tar, name)
+                elif name in blobs:
+                    add_files(tar, [(name, blobs[name])], MTIME)
                 else:
                     add_bytes(tar, name, files[name], MTIME)
         os.replace(tmp, dest)
