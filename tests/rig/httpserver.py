@@ -84,6 +84,14 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     owner: MirrorServer
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up (a closed keep-alive connection) is normal, not an error."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
