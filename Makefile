@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 # Debian packages the tests drive as real peers (rpm/dnf/createrepo_c, registry, dockerd, skopeo)
 TEST_DEBS := rpm createrepo-c dnf python3-dnf docker.io docker-registry skopeo busybox-static \
              gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross util-linux
-TEST_TOOLS := rpmbuild rpmsign createrepo_c dnf dockerd docker-registry skopeo busybox aarch64-linux-gnu-gcc unshare
+TEST_TOOLS := rpmbuild rpmsign createrepo_c dnf dockerd docker containerd docker-registry skopeo \
+              busybox gcc aarch64-linux-gnu-gcc unshare nsenter
 BUNDLE_ARGS ?=
 
 .PHONY: all bundle test lint venv deps clean demo bench

@@ -103,7 +103,7 @@ class Fetched:
     from_cache: bool
 
 
-class _Retry(Exception):
+class TransientError(Exception):
     """A transient failure: worth another attempt (possibly resuming)."""
 
 
@@ -234,7 +234,7 @@ class Downloader:
                     allow_redirects=False,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                raise _Retry(f"cannot reach {url}: {_reason(exc)}") from exc
+                raise TransientError(f"cannot reach {url}: {_reason(exc)}") from exc
             if resp.is_redirect and "location" in resp.headers:
                 url = urljoin(url, resp.headers["location"])
                 resp.close()
@@ -301,7 +301,7 @@ class Downloader:
                 time.sleep(self.backoff * (2 ** (attempt - 1)))
             try:
                 return self._fetch_once(url, item, tmp)
-            except _Retry as exc:
+            except TransientError as exc:
                 last = str(exc)
             except ChecksumError as exc:
                 last = str(exc)
@@ -320,7 +320,7 @@ class Downloader:
             if resp.status_code == 404 or resp.status_code == 410:
                 raise NotFoundError(f"{url} not found (HTTP {resp.status_code})")
             if resp.status_code in _RETRY_STATUS:
-                raise _Retry(f"{url} answered HTTP {resp.status_code}")
+                raise TransientError(f"{url} answered HTTP {resp.status_code}")
             if resp.status_code == 206 and have:
                 mode = "ab"
             elif resp.status_code == 200:
@@ -353,15 +353,15 @@ class Downloader:
                 ConnectionError,
                 TimeoutError,
             ) as exc:
-                raise _Retry(
+                raise TransientError(
                     f"download of {url} broke off after {got} bytes: {_reason(exc)}"
                 ) from exc
 
         if item.size is not None and got != item.size:
             if got < item.size:
-                raise _Retry(f"{url} ended after {got} of {item.size} bytes")
+                raise TransientError(f"{url} ended after {got} of {item.size} bytes")
             tmp.unlink(missing_ok=True)
-            raise _Retry(f"{url} sent {got} bytes, the metadata says {item.size}")
+            raise TransientError(f"{url} sent {got} bytes, the metadata says {item.size}")
         sha256 = hashers["sha256"].hexdigest()
         if item.digest:
             actual = hashers[item.digest.algo].hexdigest()

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .download import Digest, Download, Downloader, Fetched, _Retry
+from .download import Digest, Download, Downloader, Fetched, TransientError
 from .errors import ChecksumError, MirrorError, NotFoundError, UsageError
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -446,7 +446,7 @@ class RegistryClient:
                 time.sleep(d.backoff * (2 ** (attempt - 1)))
             try:
                 resp = d.request("GET", url, headers)
-            except _Retry as exc:
+            except TransientError as exc:
                 last = str(exc)
                 continue
             if resp.status_code in _RETRY_STATUS:
