@@ -379,8 +379,8 @@ def service_failed(s, what):
         lines = [ln for ln in out.splitlines() if ln.strip() and "No entries" not in ln]
         tail.extend(lines[-15:])
     if tail:
-        s.say("\nlast lines of the docker service log:\n" + "\n".join("  " + ln for ln in tail),
-              err=True)
+        s.say("\nlast lines of the docker service log:\n" + "\n".join("  " + ln for ln in tail))
+        s.result["service_log"] = tail
     raise Failure(what, "read `journalctl -u docker -n 50` (often /etc/docker/daemon.json or "
                   "the storage driver), fix it and run install again; packages stay installed")
 

@@ -2,13 +2,15 @@
 
 Session scope (built once)
 --------------------------
-``sandbox_templates``   ``{"core": DnfRoot, "old-docker": DnfRoot}``: pristine installroots with
-                        both fixture keys and ``@core``; "old-docker" adds CentOS's docker 1.13
+``sandbox_templates``   ``.get("core" | "old-docker") -> DnfRoot``: pristine installroots with
+                        ``@core`` and the CentOS fixture key imported (not Docker's: the
+                        installer imports it); "old-docker" adds CentOS's docker 1.13
                         (``dnf install docker`` from the fixture extras repo).
 ``installer_bundles``   ``{"26.1.4": Path, "25.0.5": Path}``: bundles built by ``airdock build``
                         from the fixture mirror, ``--no-images``.
 ``image_bundles``       the same two versions with ``hello-world:latest`` pulled from the plain
                         fixture registry (``--registry-mirror``).
+``aarch64_bundle``      a 26.1.4 bundle built ``--arch aarch64`` from the multi-arch mirror.
 
 Function scope
 --------------
@@ -38,6 +40,7 @@ import pytest
 from tests.rig.dnfroot import DnfRoot
 from tests.rig.fixtures_mirror import builder_mirror_args, fixture_dnfroot
 from tests.rig.httpserver import MirrorServer
+from tests.rig import mirror as rig
 from tests.rig.mirror import FixtureMirror
 from tests.rig.sandbox import CENTOS_7, KERNEL_EL7, Sandbox
 from tests.rig.tools import need, pyenv_python
@@ -87,6 +90,15 @@ def build_bundle(
     return folder
 
 
+def forget_docker_key(root: DnfRoot) -> None:
+    """A CentOS host trusts CentOS's key, not Docker's: the installer has to import it."""
+    out = root.rpm("-q", "gpg-pubkey", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}\t%{SUMMARY}\n")
+    for line in out.stdout.splitlines():
+        name, _, summary = line.partition("\t")
+        if rig.DOCKER_UID in summary:
+            root.rpm("-e", name)
+
+
 class _SandboxTemplates:
     def __init__(self, base: Path, mirror: FixtureMirror):
         self.base = base
@@ -105,6 +117,7 @@ class _SandboxTemplates:
                         root.install_names(["docker"])
                     elif kind != "core":
                         raise ValueError(f"unknown sandbox root {kind!r}")
+                    forget_docker_key(root)
                 self.roots[kind] = root
             return self.roots[kind]
 
@@ -135,6 +148,14 @@ def image_bundles(tmp_path_factory, fixture_mirror, mirror_server, plain_registr
                         "--registry-mirror", plain_registry.url)  # fmt: skip
         for v in BUNDLE_VERSIONS
     }
+
+
+@pytest.fixture(scope="session")
+def aarch64_bundle(tmp_path_factory, fixture_mirror_multiarch, mirror_server_multiarch) -> Path:
+    """A genuine aarch64 bundle (for the arch-mismatch check on this x86_64 host)."""
+    out = tmp_path_factory.mktemp("aarch64-bundle")
+    return build_bundle(fixture_mirror_multiarch, mirror_server_multiarch.url, out / "bundles",
+                        out / "cache", "26.1.4", "--arch", "aarch64", "--no-images")  # fmt: skip
 
 
 @pytest.fixture

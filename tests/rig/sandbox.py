@@ -273,6 +273,20 @@ class Sandbox:
     def history_count(self) -> int:
         return self.root.history_count()
 
+    def last_transaction(self) -> dict[str, str]:
+        """{package name: action} of the newest dnf history entry (install, upgrade, remove...)."""
+        import sqlite3
+
+        actions = {1: "install", 2: "downgrade", 3: "downgraded", 4: "obsolete", 5: "obsoleted",
+                   6: "upgrade", 7: "upgraded", 8: "remove", 9: "reinstall", 10: "reinstalled"}
+        db = self.root.root / "var" / "lib" / "dnf" / "history.sqlite"
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            rows = conn.execute(
+                "SELECT r.name, ti.action FROM trans_item ti JOIN rpm r ON r.item_id = ti.item_id"
+                " WHERE ti.trans_id = (SELECT MAX(id) FROM trans)"
+            ).fetchall()
+        return {name: actions.get(action, str(action)) for name, action in rows}
+
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             ["/usr/bin/docker", "-H", f"unix://{self.docker_sock}", *args],
@@ -385,9 +399,11 @@ def terminate(pid: int, grace: float = 20) -> None:
 
 
 def flip_byte(path: Path, offset: int | None = None) -> None:
-    """Flip one byte (the middle one by default), keeping the size."""
+    """Flip one byte, keeping the size; by default the 32nd from the end, which in an RPM is
+    in the payload.  (The middle of a small RPM is often the signature header's reserved
+    space, which no digest or signature covers: flipping it changes nothing that matters.)"""
     data = bytearray(Path(path).read_bytes())
-    at = len(data) // 2 if offset is None else offset
+    at = len(data) - 32 if offset is None else offset
     data[at] ^= 0xFF
     Path(path).write_bytes(bytes(data))
 

@@ -1,0 +1,310 @@
+"""The installer on the sandbox host, before any daemon runs: the preflight matrix, a missing
+dependency, tampered bundles, --dry-run, prompts and --json.  Every refusal must be ONE line
+on stderr, a non-zero exit, no traceback, and leave the host exactly as it was (rpm -qa
+including gpg-pubkeys, dnf history, /var/lib, /etc/docker, no daemon).
+
+Bundles come from ``airdock build`` on the fixture mirror; the installer runs unmodified from
+the bundle under pyenv's Python 2.7.18 and 3.6.15 and the current Python (see tests/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.rig import mirror as rig
+from tests.rig.fixtures_sandbox import INSTALLER_PYTHONS, installer_python
+from tests.rig.sandbox import (
+    CENTOS_6,
+    KERNEL_EL6,
+    RHEL_7,
+    UBUNTU_22,
+    edit_manifest,
+    flip_byte,
+    rewrite_sha256sums,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:
+    """The refusal contract: non-zero exit, exactly one stderr line, no traceback."""
+    assert proc.returncode not in (0, None), proc.stdout + proc.stderr
+    lines = proc.stderr.strip("\n").splitlines()
+    assert len(lines) == 1, f"expected one stderr line, got:\n{proc.stderr}"
+    assert lines[0].startswith("airdock: "), lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    for word in words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def docker_ce_file(bundle):
+    return next((bundle / "rpms").glob("docker-ce-2*.rpm"))
+
+
+# ------------------------------------------------------------------ the preflight matrix
+
+
+PREFLIGHT_CASES = {
+    # case: (sandbox kwargs, failing check, words in the stderr line)
+    "centos6": (dict(os_release=CENTOS_6, kernel=KERNEL_EL6), "os",
+                ["CentOS release 6.10 (Final) is not supported", "+1 more"]),
+    "kernel-2.6.32": (dict(kernel=KERNEL_EL6), "kernel",
+                      ["2.6.32-754.el6.x86_64 is older than 3.10"]),
+    "ubuntu": (dict(os_release=UBUNTU_22), "os", ["Ubuntu 22.04.4 LTS is not supported"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+@pytest.mark.parametrize("case", sorted(PREFLIGHT_CASES))
+def test_preflight_matrix_refuses_with_one_clear_line(case, label, sandbox, installer_bundles):
+    kwargs, check, words = PREFLIGHT_CASES[case]
+    sb = sandbox(**kwargs)
+    before = sb.snapshot()
+    for command in ("check", "install"):
+        proc = sb.installer(installer_bundles["26.1.4"], command, "--yes",
+                            python=installer_python(label))  # fmt: skip
+        one_line_error(proc, f"preflight failed: {check}:", *words)
+        assert f"[fail] {check}" in proc.stdout
+    assert sb.snapshot() == before
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_arch_mismatch_with_a_real_aarch64_bundle(label, sandbox, aarch64_bundle):
+    sb = sandbox()
+    before = sb.snapshot()
+    proc = sb.installer(aarch64_bundle, "install", "--yes", python=installer_python(label))
+    one_line_error(proc, "preflight failed: arch:", "this host is x86_64, the bundle is for "
+                   "aarch64", "airdock build --arch x86_64")  # fmt: skip
+    assert sb.snapshot() == before
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_not_root_is_refused(label, sandbox, installer_bundles):
+    """Run as uid 65534 (setpriv); it keeps CAP_DAC_READ_SEARCH only so it can read pyenv's
+    interpreters under /root (0700) - it is still not root and cannot write anything."""
+    sb = sandbox()
+    before = sb.snapshot()
+    proc = sb.installer(installer_bundles["26.1.4"], "install", "--yes", user="nobody",
+                        python=installer_python(label))  # fmt: skip
+    line = one_line_error(proc, "preflight failed: root:", "running as uid 65534, not root",
+                          "sudo ./install.sh")  # fmt: skip
+    assert "no log: cannot write /var/log/airdock-install.log" in line
+    assert "[skip] transaction  the yum test transaction needs root" in proc.stdout
+    assert sb.snapshot() == before
+
+
+def test_rhel7_and_old_kernel_only_warn(sandbox, installer_bundles):
+    sb = sandbox(os_release=RHEL_7, kernel="3.10.0-327.el7.x86_64")
+    proc = sb.installer(installer_bundles["26.1.4"], "check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[warn] os           Red Hat Enterprise Linux Server 7.9 (Maipo) is RHEL-compatible" \
+        in proc.stdout  # fmt: skip
+    assert "[warn] kernel       kernel 3.10.0-327.el7.x86_64 predates 3.10.0-514" in proc.stdout
+    assert proc.stderr == ""
+
+
+# ------------------------------------------------------------------ what the host lacks
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_missing_dependency_is_named_by_check_and_nothing_changes(
+    label, sandbox, installer_bundles
+):
+    """A stripped host without iptables (docker-ce requires it; the minimal bundle assumes the
+    @core baseline has it): yum's own test transaction names it, before anything changes."""
+    sb = sandbox()
+    sb.root.rpm("-e", "--nodeps", "iptables")
+    before = sb.snapshot()
+    python = installer_python(label)
+    check = sb.installer(installer_bundles["26.1.4"], "check", python=python)
+    line = one_line_error(check, "preflight failed: transaction:",
+                          "this host lacks what the bundle needs: iptables (needed by docker-ce-",
+                          "airdock build --closure full")  # fmt: skip
+    assert "centos-7.9.2009 @core" in line
+    assert "[fail] transaction" in check.stdout
+    install = sb.installer(installer_bundles["26.1.4"], "install", "--yes", python=python)
+    one_line_error(install, "iptables")
+    assert sb.snapshot() == before
+    js = sb.installer(installer_bundles["26.1.4"], "check", "--json", python=python)
+    result = json.loads(js.stdout)
+    assert result["ok"] is False and result["exit_code"] == 1
+    assert {"requires": "iptables", "needed_by": result["missing_dependencies"][0]["needed_by"]} \
+        == result["missing_dependencies"][0]  # fmt: skip
+    assert result["missing_dependencies"][0]["needed_by"].startswith("docker-ce-")
+
+
+# ------------------------------------------------------------------ tampered bundles
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_tampered_rpm_is_refused(label, sandbox, installer_bundles, bundle_copy):
+    sb = sandbox(root="old-docker")
+    before = sb.snapshot()
+    bundle = bundle_copy(installer_bundles["26.1.4"])
+    rpm = docker_ce_file(bundle)
+    flip_byte(rpm)
+    proc = sb.installer(bundle, "install", "--yes", python=installer_python(label))
+    one_line_error(proc, "preflight failed: checksums:", f"rpms/{rpm.name}: sha256",
+                   "sha256sum -c SHA256SUMS")  # fmt: skip
+    assert "[skip] transaction" in proc.stdout
+    assert sb.snapshot() == before
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_tampered_sha256sums_is_refused(label, sandbox, installer_bundles, bundle_copy):
+    sb = sandbox()
+    before = sb.snapshot()
+    bundle = bundle_copy(installer_bundles["26.1.4"])
+    sums = bundle / "SHA256SUMS"
+    rpm = docker_ce_file(bundle)
+    lines = sums.read_text().splitlines()
+    lines = [("0" * 64 + line[64:]) if line.endswith(rpm.name) else line for line in lines]
+    sums.write_text("\n".join(lines) + "\n")
+    proc = sb.installer(bundle, "install", "--yes", python=installer_python(label))
+    one_line_error(proc, "preflight failed: checksums:", f"rpms/{rpm.name}")
+    assert sb.snapshot() == before
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_consistently_rewritten_bundle_fails_the_signature_check(
+    label, sandbox, installer_bundles, bundle_copy
+):
+    """An attacker who alters an RPM and rewrites manifest.json and SHA256SUMS to match: the
+    signature check (rpm -K against a throw-away rpmdb holding only the bundle's keys) refuses
+    it, and no key is imported into the host's rpmdb."""
+    sb = sandbox()
+    before = sb.snapshot()
+    bundle = bundle_copy(installer_bundles["26.1.4"])
+    rpm = docker_ce_file(bundle)
+    flip_byte(rpm)
+    import hashlib
+
+    digest = hashlib.sha256(rpm.read_bytes()).hexdigest()
+
+    def edit(manifest):
+        for pkg in manifest["packages"]:
+            if pkg["file"] == f"rpms/{rpm.name}":
+                pkg["sha256"] = digest
+
+    edit_manifest(bundle, edit)
+    proc = sb.installer(bundle, "install", "--yes", python=installer_python(label))
+    one_line_error(proc, "preflight failed: signatures:", "signature check failed",
+                   rpm.name)  # fmt: skip
+    assert "[pass] checksums" in proc.stdout
+    assert sb.snapshot() == before
+
+
+def test_rpm_signed_by_a_key_outside_the_bundle_is_refused(
+    sandbox, installer_bundles, bundle_copy, tmp_path
+):
+    """Re-signed with another key, and the manifest lies about the signer: rpm -K with only the
+    bundle's keys says the key is missing."""
+    sb = sandbox()
+    before = sb.snapshot()
+    bundle = bundle_copy(installer_bundles["26.1.4"])
+    rpm = docker_ce_file(bundle)
+    with rig.private_gnupghome() as home:
+        rig.make_key(home, "Mallory <mallory@example.invalid>")
+        rig.sign_rpms([rpm], home, "Mallory <mallory@example.invalid>")
+    import hashlib
+
+    digest = hashlib.sha256(rpm.read_bytes()).hexdigest()
+
+    def edit(manifest):
+        for pkg in manifest["packages"]:
+            if pkg["file"] == f"rpms/{rpm.name}":
+                pkg["sha256"] = digest
+
+    edit_manifest(bundle, edit)
+    proc = sb.installer(bundle, "install", "--yes")
+    one_line_error(proc, "preflight failed: signatures:", rpm.name)
+    assert sb.snapshot() == before
+
+
+def test_unknown_format_version_is_refused(sandbox, installer_bundles, bundle_copy):
+    sb = sandbox()
+    before = sb.snapshot()
+    bundle = bundle_copy(installer_bundles["26.1.4"])
+    edit_manifest(bundle, lambda m: m.update(format_version=2))
+    for python in (installer_python("2.7"), installer_python("current")):
+        proc = sb.installer(bundle, "install", "--yes", python=python)
+        one_line_error(proc, "format_version 2", "this installer knows 1")
+    assert sb.snapshot() == before
+
+
+def test_missing_file_is_refused(sandbox, installer_bundles, bundle_copy):
+    sb = sandbox()
+    bundle = bundle_copy(installer_bundles["26.1.4"])
+    rpm = docker_ce_file(bundle)
+    rpm.unlink()
+    proc = sb.installer(bundle, "check")
+    one_line_error(proc, "checksums", f"rpms/{rpm.name} is missing")
+    rewrite_sha256sums(bundle)  # even with SHA256SUMS rewritten, the manifest still names it
+    proc = sb.installer(bundle, "check")
+    one_line_error(proc, "checksums", f"rpms/{rpm.name} is not listed in SHA256SUMS")
+
+
+# ------------------------------------------------------------------ dry run, prompts, json
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_dry_run_changes_nothing(label, sandbox, image_bundles):
+    sb = sandbox(root="old-docker")
+    before = sb.snapshot()
+    python = installer_python(label)
+    proc = sb.installer(image_bundles["26.1.4"], "install", "--dry-run", python=python)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "would run: rpm --import" in out
+    assert "would run: yum -y '--disablerepo=*' --setopt=gpgcheck=1 " \
+           "--setopt=localpkg_gpgcheck=1" in out  # fmt: skip
+    assert "remove   docker-common-2:1.13.1" in out
+    assert "would run: systemctl enable --now containerd docker" in out
+    assert "would run: docker load -i" in out and "hello-world_latest.tar" in out
+    assert "would run: docker run --rm hello-world:latest" in out
+    assert "(would write /var/lib/airdock/receipt.json)" in out
+    assert "Dry run: nothing was changed." in out
+    assert sb.snapshot() == before
+    for args in (["uninstall", "--dry-run"], ["uninstall", "--purge", "--dry-run"]):
+        proc = sb.installer(image_bundles["26.1.4"], *args, python=python)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sb.snapshot() == before
+
+
+def test_install_without_a_terminal_needs_yes(sandbox, installer_bundles):
+    sb = sandbox()
+    before = sb.snapshot()
+    proc = sb.installer(installer_bundles["26.1.4"], "install")
+    one_line_error(proc, "stdin is not a terminal", "add --yes")
+    assert sb.snapshot() == before
+
+
+def test_check_json_and_the_wrapper(sandbox, installer_bundles):
+    sb = sandbox(root="old-docker")
+    before = sb.snapshot()
+    proc = sb.installer(installer_bundles["26.1.4"], "check", "--json", wrapper=True,
+                        python=installer_python("2.7"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["ok"] is True and result["command"] == "check"
+    statuses = {c["name"]: c["status"] for c in result["checks"]}
+    assert list(statuses) == ["root", "os", "kernel", "arch", "tools", "space", "filesystem",
+                              "selinux", "checksums", "signatures", "conflicts", "docker-ce",
+                              "transaction"]  # fmt: skip
+    assert statuses["conflicts"] == "warn" and statuses["transaction"] == "pass"
+    assert statuses["signatures"] == "warn"  # fixture keys are not the pinned vendor keys
+    conflicts = next(c for c in result["checks"] if c["name"] == "conflicts")
+    assert "docker-common-2:1.13.1" in conflicts["message"]
+    assert sb.snapshot() == before
+
+
+def test_the_sandbox_host_is_air_gapped(sandbox):
+    """Its yum repos point at a closed port: anything that forgets --disablerepo='*' fails."""
+    sb = sandbox()
+    proc = sb.run(["yum", "-y", "install", "nano"])
+    assert proc.returncode != 0
+    assert "Failed to download metadata for repo 'base'" in proc.stdout + proc.stderr
