@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import typer
 from tqdm import tqdm
@@ -174,42 +174,29 @@ OPT_SPLIT = typer.Option(
 OPT_JSON = typer.Option(False, "--json", help="Machine-readable summary on stdout.")
 
 
-def _options(
-    chain: MirrorChain,
-    *,
-    output: Path,
-    cache_dir: Path | None,
-    arch: str,
-    channel: str,
-    docker_version: str | None,
-    package: list[str] | None,
-    closure: str,
-    jobs: int,
-    gpg_key: list[str] | None,
-    image: list[str] | None,
-    no_images: bool,
-    registry_mirror: str | None,
-    registry_user: str | None,
-    allow_mirror_drift: bool,
-    split_size: str | None,
-) -> BuildOptions:
-    if jobs < 1:
-        raise UsageError(f"--jobs {jobs} must be at least 1")
+def _options(chain: MirrorChain, given: dict[str, Any], arch: str) -> BuildOptions:
+    """Checked BuildOptions from the option values a command received (its ``locals()``).
+
+    ``build`` and ``release`` share these options; reading them by name keeps one
+    conversion for both instead of two copies of a seventeen-argument call.
+    """
+    if given["jobs"] < 1:
+        raise UsageError(f"--jobs {given['jobs']} must be at least 1")
     return BuildOptions(
         mirror=chain,
-        output=output,
-        cache_dir=cache_dir or default_cache_dir(),
+        output=given["output"],
+        cache_dir=given["cache_dir"] or default_cache_dir(),
         arch=check_arch(arch),
-        channel=check_channel(channel),
-        docker_version=docker_version,
-        packages=tuple(package or DEFAULT_PACKAGES),
-        closure=closure,
-        jobs=jobs,
-        gpg_keys=[_existing_file(k, "--gpg-key") for k in gpg_key or []],
-        images=() if no_images else tuple(image or DEFAULT_IMAGES),
-        registry_options=_registry_options(registry_mirror, registry_user),
-        allow_mirror_drift=allow_mirror_drift,
-        split_size=parse_size(split_size) if split_size else None,
+        channel=check_channel(given["channel"]),
+        docker_version=given["docker_version"],
+        packages=tuple(given["package"] or DEFAULT_PACKAGES),
+        closure=given["closure"],
+        jobs=given["jobs"],
+        gpg_keys=[_existing_file(k, "--gpg-key") for k in given["gpg_key"] or []],
+        images=() if given["no_images"] else tuple(given["image"] or DEFAULT_IMAGES),
+        registry_options=_registry_options(given["registry_mirror"], given["registry_user"]),
+        allow_mirror_drift=given["allow_mirror_drift"],
+        split_size=parse_size(given["split_size"]) if given["split_size"] else None,
     )
 
 
@@ -272,28 +259,12 @@ def build_cmd(
     as_json: bool = OPT_JSON,
 ) -> None:
     """Resolve, download and verify Docker CE for CentOS 7 into a checksummed bundle."""
+    given = dict(locals())
 
     def body() -> None:
         reporter = ConsoleReporter(quiet=as_json)
         downloader = make_downloader(cache_dir, reporter)
-        opts = _options(
-            _chain(mirror, os_mirror, repo_file, channel, downloader),
-            output=output,
-            cache_dir=cache_dir,
-            arch=arch,
-            channel=channel,
-            docker_version=docker_version,
-            package=package,
-            closure=closure,
-            jobs=jobs,
-            gpg_key=gpg_key,
-            image=image,
-            no_images=no_images,
-            registry_mirror=registry_mirror,
-            registry_user=registry_user,
-            allow_mirror_drift=allow_mirror_drift,
-            split_size=split_size,
-        )
+        opts = _options(_chain(mirror, os_mirror, repo_file, channel, downloader), given, arch)
         if dry_run:
             with tempfile.TemporaryDirectory(prefix="airdock-plan-") as tmp:
                 plan = make_plan(opts, downloader, Path(tmp), reporter)
@@ -357,30 +328,14 @@ def release_cmd(
     as_json: bool = OPT_JSON,
 ) -> None:
     """Build one reproducible bundle per (mirror, arch) and write RELEASES.json/.md."""
+    given = dict(locals())
 
     def body() -> None:
         reporter = ConsoleReporter(quiet=as_json)
         downloader = make_downloader(cache_dir, reporter)
         for a in arch:
             check_arch(a)
-        base = _options(
-            resolve_chain(mirror[0], os_mirror),
-            output=output,
-            cache_dir=cache_dir,
-            arch=arch[0],
-            channel=channel,
-            docker_version=docker_version,
-            package=package,
-            closure=closure,
-            jobs=jobs,
-            gpg_key=gpg_key,
-            image=image,
-            no_images=no_images,
-            registry_mirror=registry_mirror,
-            registry_user=registry_user,
-            allow_mirror_drift=allow_mirror_drift,
-            split_size=split_size,
-        )
+        base = _options(resolve_chain(mirror[0], os_mirror), given, arch[0])
         entries = release(base, mirror, arch, os_mirror, downloader, reporter)
         rows = release_rows(entries)
         if as_json:

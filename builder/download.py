@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -45,6 +46,7 @@ _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _MAX_REDIRECTS = 5
 
 ProgressCallback = Callable[[int], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -292,23 +294,39 @@ class Downloader:
             raise NotFoundError(errors[-1])
         raise MirrorError(errors[-1] if errors else f"no URL to fetch {item.name} from")
 
-    def _fetch_url_with_retries(self, url: str, item: Download, tmp: Path) -> tuple[str, int]:
-        tmp.unlink(missing_ok=True)
+    def retrying(self, attempt: Callable[[], T]) -> T:
+        """Call ``attempt`` until it stops raising TransientError, backing off exponentially."""
         last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
+        for n in range(self.retries + 1):
+            if n:
                 self.stats.add(retries=1)
-                time.sleep(self.backoff * (2 ** (attempt - 1)))
+                time.sleep(self.backoff * (2 ** (n - 1)))
             try:
-                return self._fetch_once(url, item, tmp)
+                return attempt()
             except TransientError as exc:
                 last = str(exc)
-            except ChecksumError as exc:
-                last = str(exc)
-                tmp.unlink(missing_ok=True)
-                if attempt == self.retries:
-                    raise
         raise MirrorError(f"{last} (gave up after {self.retries + 1} attempts)")
+
+    def _fetch_url_with_retries(self, url: str, item: Download, tmp: Path) -> tuple[str, int]:
+        """Fetch from one URL; a digest mismatch is retried from scratch, then reported."""
+        tmp.unlink(missing_ok=True)
+        mismatch: list[ChecksumError] = []
+
+        def once() -> tuple[str, int]:
+            mismatch.clear()
+            try:
+                return self._fetch_once(url, item, tmp)
+            except ChecksumError as exc:
+                tmp.unlink(missing_ok=True)
+                mismatch.append(exc)
+                raise TransientError(str(exc)) from exc
+
+        try:
+            return self.retrying(once)
+        except MirrorError:
+            if mismatch:
+                raise mismatch[0] from None
+            raise
 
     def _fetch_once(self, url: str, item: Download, tmp: Path) -> tuple[str, int]:
         have = tmp.stat().st_size if tmp.exists() else 0

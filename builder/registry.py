@@ -438,23 +438,14 @@ class RegistryClient:
 
     # -- HTTP with retries ----------------------------------------------------------------
     def _request(self, url: str, headers: Mapping[str, str]) -> requests.Response:
-        d = self.downloader
-        last = ""
-        for attempt in range(d.retries + 1):
-            if attempt:
-                d.stats.add(retries=1)
-                time.sleep(d.backoff * (2 ** (attempt - 1)))
-            try:
-                resp = d.request("GET", url, headers)
-            except TransientError as exc:
-                last = str(exc)
-                continue
+        def once() -> requests.Response:
+            resp = self.downloader.request("GET", url, headers)
             if resp.status_code in _RETRY_STATUS:
-                last = f"{url} answered HTTP {resp.status_code}"
                 resp.close()
-                continue
+                raise TransientError(f"{url} answered HTTP {resp.status_code}")
             return resp
-        raise MirrorError(f"{last} (gave up after {d.retries + 1} attempts)")
+
+        return self.downloader.retrying(once)
 
     # -- auth -----------------------------------------------------------------------------
     def _tried(self) -> str:

@@ -28,6 +28,12 @@ def ok_json(result) -> dict:
     return json.loads(result.stdout)
 
 
+def built_manifest(*args) -> dict:
+    """Run `airdock build ARGS --json` and return the bundle's manifest."""
+    data = ok_json(airdock("build", *args, "--json"))
+    return json.loads((Path(data["bundle"]) / "manifest.json").read_text())
+
+
 def error_line(result) -> str:
     assert result.exit_code != 0, result.output
     lines = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
@@ -120,20 +126,10 @@ def test_repo_file_with_variables_is_rewritten_to_its_mirror(tmp_path, fixture_m
         "https://download.docker.com/linux/centos/$releasever/$basearch/stable"
         in (fixture_mirror.root / "docker-ce/linux/centos/docker-ce.repo").read_text()
     )
-    data = ok_json(
-        airdock(
-            "build",
-            "--repo-file",
-            repo_file,
-            *base_args(fixture_mirror, f"{mirror.url}/centos-vault"),
-            "--output",
-            tmp_path / "o",
-            "--cache-dir",
-            tmp_path / "c",
-            "--json",
-        )
-    )
-    manifest = json.loads((Path(data["bundle"]) / "manifest.json").read_text())
+    manifest = built_manifest(
+        "--repo-file", repo_file, *base_args(fixture_mirror, f"{mirror.url}/centos-vault"),
+        "--output", tmp_path / "o", "--cache-dir", tmp_path / "c",
+    )  # fmt: skip
     ce = next(p for p in manifest["packages"] if p["name"] == "docker-ce")
     assert ce["url"].startswith(f"{mirror.url}/docker-ce/linux/centos/7/x86_64/stable/")
 
@@ -172,20 +168,11 @@ def test_fallback_takes_a_file_from_the_second_mirror(tmp_path, fixture_mirror_m
     cli_ce = fixture_mirror_multiarch.rpm_path("docker-ce-stable", "x86_64", "docker-ce-cli").name
     prefixes.fail(f"/a/linux/centos/7/x86_64/stable/Packages/{ce}", status=404, times=None)
     prefixes.fail(f"/a/linux/centos/7/x86_64/stable/Packages/{cli_ce}", status=503, times=None)
-    data = ok_json(
-        airdock(
-            "build",
-            "--mirror",
-            f"{prefixes.url}/a,{prefixes.url}/b",
-            *base_args(fixture_mirror_multiarch, f"{prefixes.url}/vault"),
-            "--output",
-            tmp_path / "o",
-            "--cache-dir",
-            tmp_path / "c",
-            "--json",
-        )
-    )
-    manifest = json.loads((Path(data["bundle"]) / "manifest.json").read_text())
+    manifest = built_manifest(
+        "--mirror", f"{prefixes.url}/a,{prefixes.url}/b",
+        *base_args(fixture_mirror_multiarch, f"{prefixes.url}/vault"),
+        "--output", tmp_path / "o", "--cache-dir", tmp_path / "c",
+    )  # fmt: skip
     urls = {p["name"]: p["url"] for p in manifest["packages"]}
     assert urls["docker-ce"].startswith(f"{prefixes.url}/b/")
     assert urls["docker-ce-cli"].startswith(f"{prefixes.url}/b/")

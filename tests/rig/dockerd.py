@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .tools import need, run
+from .tools import need, run, stop_process
 
 _CONTAINERD_TOML = """\
 version = 2
@@ -68,12 +68,12 @@ class Dockerd:
 
     def stop(self) -> None:
         namespace = _mount_ns(self.containerd.pid)
-        _terminate(self.process)
+        stop_process(self.process)
         if namespace:  # shims of containers that outlived dockerd
             for pid in _pids_in_mount_ns(namespace):
                 if pid != self.containerd.pid:
                     _kill(pid)
-        _terminate(self.containerd)
+        stop_process(self.containerd)
 
     def log(self) -> str:
         return (self.base / "dockerd.log").read_text(errors="replace")
@@ -119,7 +119,7 @@ def start_dockerd(base_dir: Path) -> Dockerd:
                 start_new_session=True,
             )  # fmt: skip
     except BaseException:
-        _terminate(ctd)
+        stop_process(ctd)
         raise
     env = {**os.environ, "DOCKER_CONFIG": str(base / "cli-config")}
     env.pop("DOCKER_HOST", None)
@@ -144,16 +144,6 @@ def _wait(ready, proc: subprocess.Popen, log: Path, attempts: int = 600) -> None
             raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}):\n{log.read_text()}")
         time.sleep(0.1)
     raise RuntimeError(f"{proc.args} did not become ready:\n{log.read_text()}")
-
-
-def _terminate(proc: subprocess.Popen, grace: float = 30.0) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _mount_ns(pid: int) -> str | None:

@@ -22,10 +22,8 @@ import datetime
 import hashlib
 import http.server
 import json
-import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import threading
@@ -41,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from .tools import need
+from .tools import need, stop_process
 
 SERVICE = "airdock-test-registry"
 ISSUER = "airdock-test-token-server"
@@ -223,17 +221,6 @@ class Registry:
 
     def stop(self) -> None:
         stop_process(self.process)
-
-
-def stop_process(proc: subprocess.Popen, grace: float = 15.0) -> None:
-    """SIGTERM by PID, wait, SIGKILL if it does not go."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def start_registry(workdir: Path, token_server: TokenServer | None = None) -> Registry:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -56,3 +57,14 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM by PID, wait up to ``grace`` seconds, then SIGKILL."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
