@@ -15,9 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from builder.bundle import BuildOptions, build  # noqa: E402
+from builder.bundle import build  # noqa: E402
 from builder.download import Cache, Downloader  # noqa: E402
 from builder.mirrors import MirrorChain, resolve_mirror  # noqa: E402
+from builder.plan import BuildOptions  # noqa: E402
 from tests.rig.httpserver import MirrorServer  # noqa: E402
 from tests.rig.mirror import cached_fixture_mirror  # noqa: E402
 

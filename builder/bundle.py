@@ -1,8 +1,7 @@
-"""Building a bundle: plan (metadata + resolution), fetch, verify, write, publish.
+"""Carrying out a plan: fetch, verify, write, publish.
 
-Data flows one way. :func:`make_plan` reads the repositories' metadata and asks
-libsolv what a CentOS 7 host needs; it fetches no RPM, so ``--dry-run`` can show
-the plan. :func:`build` then downloads and verifies what the plan names, writes
+Data flows one way: :mod:`builder.plan` decides what the bundle holds without
+downloading any RPM; :func:`build` then downloads and verifies what the plan names, writes
 the bundle into a temporary folder beside the output and renames it (and the
 tarball) into place only when everything is complete and checksummed: an
 interrupted or failed build never leaves anything under a final name.
@@ -25,26 +24,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .consistency import chain_drift, raise_on_drift
 from .download import Download, Downloader, file_digest
-from .errors import AirdockError, UsageError
-from .mirrors import CENTOS_RELEASE, RELEASEVER, MirrorChain
-from .repodata import Repo, core_group, fetch_records, fetch_repo, group_record
+from .errors import AirdockError
+from .mirrors import CENTOS_RELEASE, RELEASEVER
+from .plan import BuildOptions, Plan, Reporter, make_plan
 from .repowriter import write_repodata
-from .resolve import Package, Solver, check_version
+from .resolve import Package
 from .rpmverify import FETCHED_KEYS, Keyring, verify_rpm
 from .split import PartWriter, join_instructions, write_part_sums
 from .tarutil import add_tree, open_tar_gz, write_tar_gz
 
 FORMAT_VERSION = 1
-DEFAULT_PACKAGES = (
-    "docker-ce",
-    "docker-ce-cli",
-    "containerd.io",
-    "docker-buildx-plugin",
-    "docker-compose-plugin",
-)
-DEFAULT_IMAGES = ("hello-world:latest",)
 INSTALLER_DIR = Path(__file__).resolve().parent / "installer"
 INSTALLER_FILES = ("install.sh", "airdock_install.py", "README.txt")
 # Installed CentOS packages that must go in the same transaction (el7-facts.md).
@@ -61,169 +51,12 @@ OLD_DOCKER_PACKAGES = (
 
 
 @dataclass
-class BuildOptions:
-    mirror: MirrorChain
-    output: Path
-    cache_dir: Path
-    arch: str = "x86_64"
-    channel: str = "stable"
-    docker_version: str | None = None
-    packages: Sequence[str] = DEFAULT_PACKAGES
-    closure: str = "minimal"
-    jobs: int = 4
-    gpg_keys: Sequence[Path] = ()
-    images: Sequence[str] = DEFAULT_IMAGES
-    registry_options: object | None = None  # builder.images.RegistryOptions
-    allow_mirror_drift: bool = False
-    split_size: int | None = None
-
-
-@dataclass
-class Plan:
-    name: str
-    docker_version: str
-    created: int
-    repos: list[Repo]
-    baseline: list[str]
-    packages: list[Package]
-    docker_repo: str
-    available_versions: list[str] = field(default_factory=list)
-
-    @property
-    def download_size(self) -> int:
-        return sum(p.size for p in self.packages)
-
-
-@dataclass
 class BuildResult:
     folder: Path
     tarball: Path  # absent on disk when the tarball was split into parts
     tarball_sha256: str
     manifest: dict
     parts: list[Path] = field(default_factory=list)
-
-
-class Reporter:
-    """What a build tells its user; the CLI subclasses it with tqdm bars."""
-
-    def step(self, message: str) -> None:  # noqa: B027 - optional hook
-        pass
-
-    def bytes_started(self, label: str, total: int) -> None:  # noqa: B027
-        pass
-
-    def bytes_advanced(self, count: int) -> None:  # noqa: B027
-        pass
-
-    def bytes_finished(self) -> None:  # noqa: B027
-        pass
-
-
-def docker_repo_id(channel: str) -> str:
-    return f"docker-ce-{channel}"
-
-
-def bundle_name(version: str, arch: str, mirror: MirrorChain) -> str:
-    return f"airdock-docker-ce-{version}-el7-{arch}-{mirror.name}"
-
-
-def source_date_epoch(default: int) -> int:
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise UsageError(
-            f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds; "
-            "unset it or give a Unix timestamp"
-        ) from None
-
-
-# -- metadata ----------------------------------------------------------------------------
-def fetch_docker_repo(opts: BuildOptions, downloader: Downloader, workdir: Path) -> Repo:
-    repo_id = docker_repo_id(opts.channel)
-    return fetch_repo(
-        downloader, repo_id, opts.mirror.docker_repo_urls(opts.arch, opts.channel), workdir
-    )
-
-
-def list_versions(opts: BuildOptions, downloader: Downloader, workdir: Path) -> list[str]:
-    """docker-ce versions the mirror really has, newest first."""
-    repo = fetch_docker_repo(opts, downloader, workdir)
-    solver = Solver(opts.arch)
-    solver.add_repo(repo)
-    return solver.versions("docker-ce", repo.id)
-
-
-def make_plan(
-    opts: BuildOptions, downloader: Downloader, workdir: Path, reporter: Reporter | None = None
-) -> Plan:
-    reporter = reporter or Reporter()
-    if opts.closure not in ("minimal", "full"):
-        raise UsageError(f"--closure {opts.closure!r} is not known; use minimal or full")
-    first = opts.mirror.first
-    reporter.step(f"reading metadata from {first.docker_ce} and {first.os}")
-    repos = [fetch_docker_repo(opts, downloader, workdir)]
-    for name in ("os", "extras", "updates"):
-        types = ("primary",)
-        repos.append(
-            fetch_repo(
-                downloader,
-                f"centos-{name}",
-                opts.mirror.centos_repo_urls(name, opts.arch),
-                workdir,
-                types,
-            )
-        )
-    os_repo = repos[1]
-
-    solver = Solver(opts.arch)
-    for repo in repos:
-        solver.add_repo(repo)
-    if solver.unresolved_file_deps():
-        # primary.xml lists only common file paths; load filelists where they are needed.
-        reporter.step("loading filelists for file dependencies")
-        for repo in repos:
-            if "filelists" in repo.records:
-                fetch_records(downloader, repo, workdir, ("filelists",))
-                solver.extend_filelists(repo)
-
-    docker_repo = repos[0].id
-    versions = solver.versions("docker-ce", docker_repo)
-    version = check_version(opts.docker_version, versions)
-
-    baseline: list[str] = []
-    if opts.closure == "minimal":
-        kind = group_record(os_repo)
-        if kind is None:
-            raise AirdockError(
-                f"the os repository {os_repo.baseurl} has no comps group file, "
-                "so the @core baseline is unknown; use --closure full"
-            )
-        fetch_records(downloader, os_repo, workdir, (kind,))
-        baseline = solver.install_baseline(core_group(os_repo.files[kind]), os_repo.id)
-
-    reporter.step(
-        f"resolving {', '.join(opts.packages)} for docker-ce {version} "
-        f"({'CentOS ' + CENTOS_RELEASE + ' @core' if baseline else 'empty system'})"
-    )
-    packages = solver.solve(opts.packages, version, docker_repo)
-    if any(len(r.baseurls) > 1 for r in repos):
-        reporter.step("checking that the mirrors of the chain agree on every package")
-        drift = chain_drift(repos, packages, downloader, workdir / "chain", opts.arch)
-        raise_on_drift(drift, opts.allow_mirror_drift, reporter.step)
-    created = source_date_epoch(max(r.timestamp for r in repos))
-    return Plan(
-        bundle_name(version, opts.arch, opts.mirror),
-        version,
-        created,
-        repos,
-        baseline,
-        packages,
-        docker_repo,
-        versions,
-    )
 
 
 # -- the build ---------------------------------------------------------------------------

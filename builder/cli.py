@@ -21,16 +21,7 @@ import typer
 from tqdm import tqdm
 
 from . import __version__
-from .bundle import (
-    DEFAULT_IMAGES,
-    DEFAULT_PACKAGES,
-    BuildOptions,
-    BuildResult,
-    Reporter,
-    build,
-    list_versions,
-    make_plan,
-)
+from .bundle import BuildResult, build
 from .diff import diff_manifests, format_diff, load_manifest
 from .download import Cache, Downloader
 from .errors import AirdockError, UsageError
@@ -41,6 +32,14 @@ from .mirrors import (
     check_channel,
     mirror_from_repo_file,
     resolve_chain,
+)
+from .plan import (
+    DEFAULT_IMAGES,
+    DEFAULT_PACKAGES,
+    BuildOptions,
+    Reporter,
+    list_versions,
+    make_plan,
 )
 from .release import release, release_rows
 from .split import parse_size

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .bundle import BuildOptions, BuildResult, Plan, Reporter, build, make_plan, write_json
+from .bundle import BuildResult, build, write_json
 from .consistency import image_drift, plan_drift, raise_on_drift
 from .download import Downloader
 from .mirrors import resolve_chain
+from .plan import BuildOptions, Plan, Reporter, make_plan
 
 
 @dataclass

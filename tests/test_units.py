@@ -121,8 +121,8 @@ def test_bad_options_give_one_line(args, needle, tmp_path):
 
 
 def test_bad_source_date_epoch(monkeypatch):
-    from builder.bundle import source_date_epoch
     from builder.errors import UsageError
+    from builder.plan import source_date_epoch
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH"):
