@@ -46,3 +46,8 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .cache
+
+# The whole story offline on this machine: fixture mirror + registry -> airdock build ->
+# CentOS 7 sandbox host: check, install, status, hello-world, uninstall, --purge (needs root).
+demo: deps venv
+	$(BIN)/python -m tests.rig.demo

@@ -581,10 +581,11 @@ def show_receipt(s, receipt):
 def removable_packages(s, host, receipt):
     """NEVRAs to remove: what the receipt says airdock installed, minus what others need."""
     names = receipt.get("managed_packages") if receipt else None
+    installed = host.installed(names or list(DOCKER_PACKAGES))
     if not names:
         names = list(DOCKER_PACKAGES)
-        s.say("No airdock receipt: removing the docker packages Docker's docs name.")
-    installed = host.installed(names)
+        if installed:
+            s.say("No airdock receipt: removing the docker packages Docker's docs name.")
     nevras = []
     for name in names:
         for evr in installed.get(name, []):
