@@ -130,45 +130,64 @@ def _root(
 
 # Options shared by `build` and `release` (typer reads the defaults; one definition each).
 OPT_OS_MIRROR = typer.Option(
-    None, "--os-mirror", help="Preset or URL prefix replacing https://vault.centos.org."
+    None,
+    "--os-mirror",
+    metavar="NAME|URL",
+    help="Preset or URL prefix replacing https://vault.centos.org.",
 )
 OPT_DOCKER_VERSION = typer.Option(
-    None, "--docker-version", help="docker-ce version; default newest."
+    None, "--docker-version", metavar="VERSION", help="docker-ce version; default newest."
 )
-OPT_CHANNEL = typer.Option("stable", help="docker-ce channel: stable, test, nightly.")
+OPT_CHANNEL = typer.Option(
+    "stable", metavar="CHANNEL", help="docker-ce channel: stable, test, nightly."
+)
 OPT_PACKAGE = typer.Option(
     None,
     "--package",
+    metavar="NAME",
     help=f"Package to install (repeatable); default: {' '.join(DEFAULT_PACKAGES)}.",
 )
 OPT_CLOSURE = typer.Option(
     "minimal",
+    metavar="minimal|full",
     help="minimal: what a CentOS 7.9 @core host lacks; full: the whole dependency closure.",
 )
-OPT_OUTPUT = typer.Option(Path("bundles"), help="Folder the bundle is written to.")
-OPT_CACHE_DIR = typer.Option(None, "--cache-dir", help="Download cache; default ~/.cache/airdock.")
-OPT_JOBS = typer.Option(4, help="Parallel downloads.")
+OPT_OUTPUT = typer.Option(Path("bundles"), metavar="DIR", help="Folder the bundle is written to.")
+OPT_CACHE_DIR = typer.Option(
+    None, "--cache-dir", metavar="DIR", help="Download cache; default ~/.cache/airdock."
+)
+OPT_JOBS = typer.Option(4, metavar="N", help="Parallel downloads.")
 OPT_GPG_KEY = typer.Option(
     None,
     "--gpg-key",
+    metavar="FILE",
     help="Extra trusted OpenPGP public key file (repeatable), for private mirrors; "
     "Docker's and CentOS's keys are built in.",
 )
 OPT_IMAGE = typer.Option(
-    None, "--image", help=f"Image to bundle (repeatable); default {' '.join(DEFAULT_IMAGES)}."
+    None,
+    "--image",
+    metavar="REF",
+    help=f"Image to bundle (repeatable); default {' '.join(DEFAULT_IMAGES)}.",
 )
 OPT_NO_IMAGES = typer.Option(False, "--no-images", help="Bundle no images.")
 OPT_REGISTRY_MIRROR = typer.Option(
-    None, "--registry-mirror", help="Pull-through mirror URL for Docker Hub images."
+    None, "--registry-mirror", metavar="URL", help="Pull-through mirror URL for Docker Hub images."
 )
 OPT_REGISTRY_USER = typer.Option(
-    None, "--registry-user", help="Registry user; password from AIRDOCK_REGISTRY_PASSWORD."
+    None,
+    "--registry-user",
+    metavar="USER",
+    help="Registry user; password from AIRDOCK_REGISTRY_PASSWORD.",
 )
 OPT_ALLOW_DRIFT = typer.Option(
     False, "--allow-mirror-drift", help="Warn instead of failing when mirrors disagree."
 )
 OPT_SPLIT = typer.Option(
-    None, "--split-size", help="Write the tarball as parts of this size (e.g. 3900M for FAT32)."
+    None,
+    "--split-size",
+    metavar="SIZE",
+    help="Write the tarball as parts of this size (e.g. 3900M for FAT32).",
 )
 OPT_JSON = typer.Option(False, "--json", help="Machine-readable summary on stdout.")
 
@@ -230,15 +249,21 @@ def _chain(
 def build_cmd(
     mirror: Optional[str] = typer.Option(
         None,
+        metavar="NAME|URL[,…]",
         help="Preset name or URL prefix replacing https://download.docker.com; "
         "a,b = per-file fallback. Default: docker.",
     ),
     os_mirror: Optional[str] = OPT_OS_MIRROR,
     repo_file: Optional[str] = typer.Option(
-        None, "--repo-file", help="A docker-ce.repo file (path or URL) giving the baseurl."
+        None,
+        "--repo-file",
+        metavar="PATH|URL",
+        help="A docker-ce.repo file (path or URL) giving the baseurl.",
     ),
     docker_version: Optional[str] = OPT_DOCKER_VERSION,
-    arch: str = typer.Option("x86_64", help="Target architecture: x86_64 or aarch64."),
+    arch: str = typer.Option(
+        "x86_64", metavar="ARCH", help="Target architecture: x86_64 or aarch64."
+    ),
     channel: str = OPT_CHANNEL,
     package: Optional[list[str]] = OPT_PACKAGE,
     closure: str = OPT_CLOSURE,
@@ -307,8 +332,12 @@ def _summary(result: BuildResult, mirror: str, arch: str) -> dict:
 
 @app.command("release")
 def release_cmd(
-    mirror: list[str] = typer.Option(..., "--mirror", help="Mirror (repeatable): one bundle each."),
-    arch: list[str] = typer.Option(["x86_64"], "--arch", help="Architecture (repeatable)."),
+    mirror: list[str] = typer.Option(
+        ..., "--mirror", metavar="NAME|URL", help="Mirror (repeatable): one bundle each."
+    ),
+    arch: list[str] = typer.Option(
+        ["x86_64"], "--arch", metavar="ARCH", help="Architecture (repeatable)."
+    ),
     os_mirror: Optional[str] = OPT_OS_MIRROR,
     docker_version: Optional[str] = OPT_DOCKER_VERSION,
     channel: str = OPT_CHANNEL,
