@@ -128,7 +128,7 @@ def test_upgrade_keeps_images_and_containers(label, sandbox, image_bundles):
     assert "upgrade 3:25.0.5-1.el7 -> 3:26.1.4-1.el7" in check.stdout
     ok(sb.installer(image_bundles["26.1.4"], "install", "--yes", python=python))
     assert sb.history_count() == history + 1
-    assert sb.last_transaction()["docker-ce"] == "upgrade"
+    assert sb.last_transaction()["docker-ce"] == "upgrade+upgraded"
     assert nevra_of(sb, "docker-ce") == "docker-ce-3:26.1.4-1.el7.x86_64"
     receipt = json.loads(sb.receipt.read_text())
     assert {"name": "docker-ce", "from": "3:25.0.5-1.el7", "to": "3:26.1.4-1.el7"} in \

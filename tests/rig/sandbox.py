@@ -274,7 +274,8 @@ class Sandbox:
         return self.root.history_count()
 
     def last_transaction(self) -> dict[str, str]:
-        """{package name: action} of the newest dnf history entry (install, upgrade, remove...)."""
+        """{package name: action} of the newest dnf history entry: install, remove, ...; an
+        upgrade shows as "upgrade+upgraded" (the new and the old version of the name)."""
         import sqlite3
 
         actions = {1: "install", 2: "downgrade", 3: "downgraded", 4: "obsolete", 5: "obsoleted",
@@ -285,7 +286,10 @@ class Sandbox:
                 "SELECT r.name, ti.action FROM trans_item ti JOIN rpm r ON r.item_id = ti.item_id"
                 " WHERE ti.trans_id = (SELECT MAX(id) FROM trans)"
             ).fetchall()
-        return {name: actions.get(action, str(action)) for name, action in rows}
+        found: dict[str, set[str]] = {}
+        for name, action in rows:
+            found.setdefault(name, set()).add(actions.get(action, str(action)))
+        return {name: "+".join(sorted(acts)) for name, acts in found.items()}
 
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(
