@@ -538,10 +538,12 @@ def show_services(s):
     s.say("Services:")
     states = {}
     for unit in SERVICES:
-        active = s.run(["systemctl", "is-active", unit], check=False, quiet=True)[1].strip()
-        enabled = s.run(["systemctl", "is-enabled", unit], check=False, quiet=True)[1].strip()
+        active = s.run(["systemctl", "is-active", unit], check=False, quiet=True,
+                       stderr=False)[1].strip()
+        enabled = s.run(["systemctl", "is-enabled", unit], check=False, quiet=True,
+                        stderr=False)[1].strip()
         active = active.splitlines()[-1] if active else "unknown"
-        enabled = enabled.splitlines()[-1] if enabled else "unknown"
+        enabled = enabled.splitlines()[-1] if enabled else "no unit file"
         states[unit] = {"active": active, "enabled": enabled}
         s.say("  %-12s %-10s %s" % (unit, active, enabled))
     s.result["services"] = states

@@ -308,3 +308,20 @@ def test_the_sandbox_host_is_air_gapped(sandbox):
     proc = sb.run(["yum", "-y", "install", "nano"])
     assert proc.returncode != 0
     assert "Failed to download metadata for repo 'base'" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_status_on_a_host_without_docker(label, sandbox, installer_bundles):
+    sb = sandbox()
+    before = sb.snapshot()
+    proc = sb.installer(installer_bundles["26.1.4"], "status", python=installer_python(label))
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "docker-ce                    not installed                bundle has 3:26.1.4-1.el7" \
+        in proc.stdout  # fmt: skip
+    assert "docker       inactive   no unit file" in proc.stdout
+    assert "Images: (docker is not answering)" in proc.stdout
+    assert "Receipt: none" in proc.stdout
+    result = json.loads(sb.installer(installer_bundles["26.1.4"], "status", "--json").stdout)
+    assert result["ok"] and result["receipt"] is None
+    assert result["services"]["docker"] == {"active": "inactive", "enabled": "no unit file"}
+    assert sb.snapshot() == before

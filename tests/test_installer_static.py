@@ -265,3 +265,77 @@ def test_sizes_and_names():
     assert ai.image_name("127.0.0.1:5000/library/hello-world:latest") == "hello-world"
     assert ai.image_name("registry:5000/app") == "app"
     assert ai.normalize_arch("arm64") == "aarch64"
+
+
+# ------------------------------------------------------------------ a failed transaction
+
+
+class RecordingSession:
+    """Stands in for the installer's Session: records commands, answers with yum's output."""
+
+    dry_run = False
+
+    def __init__(self, output: str):
+        self.output = output
+        self.commands: list[list[str]] = []
+        self.cleanup: list[str] = []
+        self.result: dict = {}
+
+    def run(self, cmd, **kwargs):
+        self.commands.append(list(cmd))
+        return (0, self.output)  # yum shell's exit code says nothing; rpm is asked afterwards
+
+    def step(self, text):
+        pass
+
+    def say(self, text, err=False):
+        pass
+
+    def log(self, text):
+        pass
+
+
+class StaticHost:
+    def __init__(self, before, after):
+        self.states = [before, after]
+
+    def all_packages(self):
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+    def forget(self):
+        pass
+
+    def installed(self, names):
+        return {}
+
+
+def one_package_plan(tmp_path):
+    plan = ai.Plan()
+    entry = {"name": "docker-ce", "epoch": 3, "version": "26.1.4", "release": "1.el7",
+             "arch": "x86_64", "file": "rpms/docker-ce-26.1.4-1.el7.x86_64.rpm"}  # fmt: skip
+    plan.install = [ai.Package(entry, str(tmp_path))]
+    return plan
+
+
+def test_failed_transaction_undoes_the_key_import_and_says_nothing_changed(tmp_path):
+    s = RecordingSession("Package docker-ce.rpm is not signed\nError: GPG check FAILED\n")
+    host = StaticHost(["bash-4.2.46-34.el7.x86_64"], ["bash-4.2.46-34.el7.x86_64"])
+    with pytest.raises(ai.Failure) as info:
+        ai.apply_transaction(s, host, one_package_plan(tmp_path), ["gpg-pubkey-7c5a3901"], 4)
+    assert "the yum transaction failed and changed nothing" in info.value.message
+    assert "GPG check FAILED" in info.value.message
+    assert "signatures did not verify" in info.value.fix
+    assert ["rpm", "-e", "gpg-pubkey-7c5a3901"] in s.commands
+    shell = next(c for c in s.commands if c[0] == "yum")
+    assert shell[:3] == ["yum", "-y", "--disablerepo=*"]
+    assert "--setopt=localpkg_gpgcheck=1" in shell and shell[-2] == "shell"
+
+
+def test_half_applied_transaction_is_reported_as_such(tmp_path):
+    s = RecordingSession("Running transaction\nError: something broke\n")
+    host = StaticHost(["bash-4.2.46-34.el7.x86_64"], ["bash-4.2.46-35.el7.x86_64"])
+    with pytest.raises(ai.Failure) as info:
+        ai.apply_transaction(s, host, one_package_plan(tmp_path), [], 4)
+    assert "did not complete" in info.value.message
+    assert "docker-ce-3:26.1.4-1.el7.x86_64 is not installed" in info.value.message
+    assert "yum history" in info.value.fix

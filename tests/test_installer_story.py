@@ -169,10 +169,15 @@ def test_service_that_cannot_start_prints_its_log(sandbox, image_bundles):
 
 def test_no_start_then_uninstall_without_the_bundle(sandbox, image_bundles):
     sb = sandbox(root="old-docker")
-    proc = ok(sb.installer(image_bundles["26.1.4"], "install", "--yes", "--no-start",
+    proc = ok(sb.installer(image_bundles["26.1.4"], "install", "--yes", "--no-start", "--json",
                            python=installer_python("3.6")))  # fmt: skip
     assert sb.unit_pids() == {}
-    assert "not started (--no-start)" in proc.stdout
+    result = json.loads(proc.stdout)  # --json: stdout is one JSON object, nothing else
+    assert result["ok"] is True and result["command"] == "install"
+    assert result["transaction_id"] == sb.history_count() and result["images"] == []
+    assert result["receipt"]["managed_packages"] and "docker-ce" in result["receipt"][
+        "managed_packages"]  # fmt: skip
+    assert "not started (--no-start)" in sb.log_file.read_text()
     assert sorted(p.name for p in (sb.state / "enabled").iterdir()) == [
         "containerd.service", "docker.service"]  # fmt: skip
     # uninstall from the copy the installer left in /var/lib/airdock: no bundle needed
