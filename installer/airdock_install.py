@@ -280,7 +280,8 @@ def confirm(s, args, text):
     if args.dry_run or args.yes:
         return
     if not sys.stdin.isatty():
-        raise Failure("not confirmed: stdin is not a terminal", "add --yes to proceed without a prompt")
+        raise Failure("not confirmed: stdin is not a terminal",
+                      "add --yes to proceed without a prompt")
     stream = sys.stderr if args.json else sys.stdout
     stream.write("Proceed? [y/N] ")
     stream.flush()
@@ -289,7 +290,8 @@ def confirm(s, args, text):
     except EOFError:
         answer = ""
     if answer not in ("y", "yes"):
-        raise Failure("cancelled at the prompt; nothing was changed", "run it again and answer y, or add --yes")
+        raise Failure("cancelled at the prompt; nothing was changed",
+                      "run it again and answer y, or add --yes")
 
 
 def import_keys(s, bundle, host):
@@ -318,7 +320,7 @@ def apply_transaction(s, host, plan, new_keys, history_before):
         len(plan.install), len(plan.upgrade), len(plan.remove)))
     cmd = ["yum", "-y", "--disablerepo=*", "--setopt=gpgcheck=1",
            "--setopt=localpkg_gpgcheck=1", "--setopt=skip_broken=0", "shell", script]
-    rc, out = s.run(cmd, change=True)
+    rc, out = s.run(cmd, change=True, check=False)
     if s.dry_run:
         return None
     host.forget()
@@ -648,8 +650,8 @@ def remove_packages(s, host, packages):
         return
     host.forget()
     installed = host.installed(sorted(set(nevra_name(n) for n in packages)))
-    left = [n for n in packages
-            if any(nevra_string(nevra_name(n), evr) == n for evr in installed.get(nevra_name(n), []))]
+    left = [n for n in packages if any(nevra_string(nevra_name(n), evr) == n
+                                       for evr in installed.get(nevra_name(n), []))]
     if left:
         raise Failure("yum remove did not remove %s: %s" % (", ".join(left), last_error_line(out)),
                       "see the log; remove them with `yum remove` and run uninstall again")
@@ -796,8 +798,8 @@ def check_arch(host, bundle):
 def check_tools(host):
     missing = [t for t in ("yum", "rpm") if not host.has(t)]
     if missing:
-        return Check("tools", "fail", "%s not found: this is not a yum/rpm host" % " and ".join(missing),
-                     "run it on CentOS 7")
+        return Check("tools", "fail", "%s not found: this is not a yum/rpm host" % (
+            " and ".join(missing)), "run it on CentOS 7")
     if not host.has("systemctl"):
         return Check("tools", "warn", "yum and rpm found, systemctl not found",
                      "the service cannot be started; use --no-start")
@@ -858,7 +860,8 @@ def check_filesystem(s, host):
 def check_selinux(host):
     mode = host.selinux_mode()
     if mode == "enforcing":
-        return Check("selinux", "pass", "SELinux enforcing (container-selinux comes with the bundle)")
+        return Check("selinux", "pass",
+                     "SELinux enforcing (container-selinux comes with the bundle)")
     return Check("selinux", "pass", "SELinux %s" % mode)
 
 
@@ -895,7 +898,8 @@ def check_signatures(s, bundle):
             notes.append(vendor)
         else:
             status = "warn"
-            notes.append("%s is not a vendor key (private mirror or test fixture)" % key.fingerprint)
+            notes.append("%s is not a vendor key (private mirror or test fixture)" % (
+                key.fingerprint))
     unsigned = [p.file for p in bundle.packages if not p.signing_key or p.signing_key.lower()[-16:]
                 not in ids]
     if unsigned:
@@ -907,14 +911,16 @@ def check_signatures(s, bundle):
                      "the bundle was altered or is damaged: copy it again from the source")
     return Check("signatures", status, "%d packages signed by the bundle's keys: %s" % (
         len(bundle.packages), "; ".join(notes)),
-        None if status == "pass" else "fine when you trust the key you gave `airdock build --gpg-key`")
+        None if status == "pass" else
+        "fine when you trust the key you gave `airdock build --gpg-key`")
 
 
 def check_conflicts(plan):
     if not plan.remove:
         return Check("conflicts", "pass", "no conflicting packages installed")
-    return Check("conflicts", "warn", "removed in the same transaction: %s" % ", ".join(plan.remove),
-                 "nothing to do: they conflict with docker-ce (/usr/bin/docker and more)")
+    return Check("conflicts", "warn", "removed in the same transaction: %s" % (
+        ", ".join(plan.remove)),
+        "nothing to do: they conflict with docker-ce (/usr/bin/docker and more)")
 
 
 def check_existing(plan, bundle):
@@ -929,8 +935,8 @@ def check_existing(plan, bundle):
         return Check("docker-ce", "pass", "not installed: will install %s" % (
             target.evr if target else bundle.docker_version))
     if target and evr_compare(target.evr_tuple, current) == 0:
-        return Check("docker-ce", "pass", "%s already installed: re-running ensures the service and "
-                     "images" % evr_string(current))
+        return Check("docker-ce", "pass", "%s already installed: re-running ensures the "
+                     "service and images" % evr_string(current))
     return Check("docker-ce", "pass", "upgrade %s -> %s (images and containers are kept)" % (
         evr_string(current), target.evr if target else "?"))
 
@@ -950,10 +956,10 @@ def check_transaction(s, bundle, plan):
         s.result["missing_dependencies"] = [
             {"requires": cap, "needed_by": by} for cap, by in result["missing"]]
         return Check("transaction", "fail", "this host lacks what the bundle needs: %s" % needs,
-                     "the bundle was built for %s (closure %s): rebuild it on the connected machine "
-                     "with `airdock build --closure full` (same options), or install those packages "
-                     "from this host's own media" % (bundle.target.get("baseline", "?"),
-                                                     bundle.target.get("closure", "?")))
+                     "the bundle was built for %s (closure %s): rebuild it on the connected "
+                     "machine with `airdock build --closure full` (same options), or install "
+                     "those packages from this host's own media" % (
+                         bundle.target.get("baseline", "?"), bundle.target.get("closure", "?")))
     if result["conflicts"]:
         return Check("transaction", "fail", "yum reports a conflict: %s" % result["conflicts"][0],
                      "remove the conflicting package first (yum remove ...) and run check again")
@@ -963,10 +969,11 @@ def check_transaction(s, bundle, plan):
     summary = "%d to install, %d to upgrade, %d to remove" % (
         len(plan.install), len(plan.upgrade), len(plan.remove) + len(plan.extra_removals))
     if plan.extra_removals:
-        return Check("transaction", "warn", "yum test transaction OK (%s); it also removes %s, which "
-                     "need the removed packages" % (summary, ", ".join(plan.extra_removals)),
+        return Check("transaction", "warn", "yum test transaction OK (%s); it also removes %s, "
+                     "which need the removed packages" % (summary, ", ".join(plan.extra_removals)),
                      "if you still need them, do not install this bundle")
-    return Check("transaction", "pass", "yum test transaction OK, every repo disabled (%s)" % summary)
+    return Check("transaction", "pass",
+                 "yum test transaction OK, every repo disabled (%s)" % summary)
 
 
 # =====================================================================================
@@ -1751,7 +1758,7 @@ def file_sha256(path):
 def walk_files(root, folder):
     found = []
     top = os.path.join(root, folder)
-    for dirpath, dirnames, filenames in os.walk(top):
+    for dirpath, _dirs, filenames in os.walk(top):
         for name in filenames:
             found.append(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
     return sorted(found)
@@ -1759,7 +1766,7 @@ def walk_files(root, folder):
 
 def tree_size(path):
     total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirs, filenames in os.walk(path):
         for name in filenames:
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_size
