@@ -45,7 +45,7 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 
 try:
-    from shlex import quote as shell_quote
+    from shlex import quote as shell_quote  # novermin (Python 2 falls back to pipes)
 except ImportError:  # Python 2
     from pipes import quote as shell_quote
 

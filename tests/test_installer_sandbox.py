@@ -325,3 +325,50 @@ def test_status_on_a_host_without_docker(label, sandbox, installer_bundles):
     assert result["ok"] and result["receipt"] is None
     assert result["services"]["docker"] == {"active": "inactive", "enabled": "no unit file"}
     assert sb.snapshot() == before
+
+
+def run_on_a_terminal(sb, argv, answer: str) -> tuple[int, str]:
+    """Run argv in the sandbox with a pseudo-terminal as stdin and type ``answer``."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(sb.command(argv), stdin=slave, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        os.write(master, answer.encode())
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    return proc.returncode, out
+
+
+def test_prompts_on_a_terminal_show_sizes_and_respect_no(sandbox, installer_bundles):
+    sb = sandbox()
+    (sb.var_lib / "docker" / "image").mkdir()
+    (sb.var_lib / "docker" / "image" / "layer").write_bytes(b"x" * 3000)
+    before = sb.snapshot()
+    code, out = run_on_a_terminal(
+        sb, [installer_python("2.7"), installer_bundles["26.1.4"] / "airdock_install.py",
+             "uninstall", "--purge"], "n\n")  # fmt: skip
+    assert code == 1
+    assert "/var/lib/docker        2.9 KiB" in out and "Proceed? [y/N]" in out
+    assert "cancelled at the prompt; nothing was changed" in out
+    assert sb.snapshot() == before
+    code, out = run_on_a_terminal(
+        sb, [installer_python("current"), installer_bundles["26.1.4"] / "airdock_install.py",
+             "install", "--no-start"], "y\n")  # fmt: skip
+    assert code == 0, out
+    assert "install  docker-ce-3:26.1.4-1.el7.x86_64" in out and "Proceed? [y/N]" in out
+    assert "docker-ce-3:26.1.4-1.el7.x86_64" in sb.rpm_qa()
+
+
+def test_bundle_on_a_path_with_spaces(sandbox, installer_bundles, bundle_copy):
+    """USB sticks mount as /media/USB DISK/...: the yum shell script quotes the paths."""
+    sb = sandbox(root="old-docker")
+    bundle = bundle_copy(installer_bundles["26.1.4"], "USB DISK bundle")
+    proc = sb.installer(bundle, "install", "--yes", "--no-start")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "docker-ce-3:26.1.4-1.el7.x86_64" in sb.rpm_qa()
+    assert sb.last_transaction()["docker-common"] == "remove"
