@@ -671,6 +671,11 @@ def purge_data(s, purge):
         for path, _ in purge:
             s.say("  (would delete %s)" % path)
         return
+    for path, _ in purge:
+        inside = mounts_under(path)
+        if inside:
+            raise Failure("%s still has a filesystem mounted inside (%s): nothing deleted" % (
+                path, inside[0]), "unmount it (or reboot) and run uninstall --purge again")
     for path, size in purge:
         s.step("deleting %s (%s)" % (path, human_size(size)))
         try:
@@ -1442,6 +1447,21 @@ def mount_of(path):
             if best is None or len(point) >= len(best[0]):
                 best = (point, parts[2])
     return best
+
+
+def mounts_under(path):
+    """Mount points strictly below path (deleting through them would delete their contents)."""
+    prefix = os.path.realpath(path).rstrip("/") + "/"
+    found = []
+    try:
+        with open("/proc/mounts") as handle:
+            for line in handle.read().splitlines():
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].replace("\\040", " ").startswith(prefix):
+                    found.append(parts[1].replace("\\040", " "))
+    except (IOError, OSError):
+        pass
+    return found
 
 
 def which(tool):

@@ -372,3 +372,22 @@ def test_bundle_on_a_path_with_spaces(sandbox, installer_bundles, bundle_copy):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "docker-ce-3:26.1.4-1.el7.x86_64" in sb.rpm_qa()
     assert sb.last_transaction()["docker-common"] == "remove"
+
+
+def test_purge_refuses_while_something_is_mounted_inside(sandbox, installer_bundles):
+    """rm -rf through a mount point would delete what is mounted there (a volume, a disk)."""
+    sb = sandbox()
+    installer = installer_bundles["26.1.4"] / "airdock_install.py"
+    script = (
+        "mkdir -p /var/lib/docker/volumes/v && mount -t tmpfs tmpfs /var/lib/docker/volumes/v"
+        " && echo precious > /var/lib/docker/volumes/v/data"
+        f" && {installer_python('2.7')} {installer} uninstall --purge --yes;"
+        " echo rc=$?; cat /var/lib/docker/volumes/v/data"
+    )
+    proc = sb.run(["/bin/sh", "-c", script])
+    assert "rc=1" in proc.stdout and "precious" in proc.stdout
+    line = proc.stderr.strip()
+    assert "still has a filesystem mounted inside (/var/lib/docker/volumes/v)" in line
+    assert "nothing deleted" in line
+    assert (sb.var_lib / "docker" / "volumes" / "v").is_dir()
+    assert (sb.var_lib / "containerd").is_dir()
