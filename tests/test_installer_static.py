@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -221,8 +220,9 @@ def test_parse_yum_output_el7_and_dnf():
     dnf = ai.parse_yum_output(DNF_MISSING)
     assert dnf["missing"] == [("iptables", "docker-ce-3:26.1.4-1.el7.x86_64")] and not dnf["ok"]
     ok = ai.parse_yum_output(YUM_EL7_OK)
-    assert ok["ok"] and ok["missing"] == [] and ok["extra_removals"] == ["atomic-registries",
-                                                                         "podman"]
+    assert (
+        ok["ok"] and ok["missing"] == [] and ok["extra_removals"] == ["atomic-registries", "podman"]
+    )
     conflict = ai.parse_yum_output(YUM_EL7_FILE_CONFLICT)
     assert not conflict["ok"] and "file /usr/bin/docker" in conflict["conflicts"][0]
 
@@ -236,7 +236,7 @@ def test_openpgp_fingerprints_of_the_pinned_vendor_keys():
     assert centos[0]["fingerprint"] == "6341AB2753D78A78A7C27BB124C6A8A7F4A80EB5"
     for fingerprint in (docker[0]["fingerprint"], centos[0]["fingerprint"]):
         assert fingerprint in ai.VENDOR_KEYS
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         ai.openpgp_keys(b"not a key at all")
 
 
@@ -339,3 +339,46 @@ def test_half_applied_transaction_is_reported_as_such(tmp_path):
     assert "did not complete" in info.value.message
     assert "docker-ce-3:26.1.4-1.el7.x86_64 is not installed" in info.value.message
     assert "yum history" in info.value.fix
+
+
+# ------------------------------------------------------------------ checks that need odd disks
+
+
+class ToolHost:
+    def __init__(self, tools=("xfs_info",)):
+        self.tools = tools
+
+    def has(self, tool):
+        return tool in self.tools
+
+
+@pytest.mark.parametrize(
+    "fstype, tools, xfs_info, status, words",
+    [
+        ("xfs", ("xfs_info",), "naming =version 2 bsize=4096 ascii-ci=0 ftype=1", "pass",
+         "ftype=1: overlay2 works"),
+        ("xfs", ("xfs_info",), "naming =version 2 bsize=4096 ascii-ci=0 ftype=0", "fail",
+         "ftype=0: overlay2 cannot work"),
+        ("xfs", (), "", "warn", "xfs_info not found"),
+        ("ext4", (), "", "pass", "(ext4): overlay2 works"),
+        ("nfs4", (), "", "warn", "overlay2 may not work"),
+    ],
+)  # fmt: skip
+def test_filesystem_check(monkeypatch, fstype, tools, xfs_info, status, words):
+    monkeypatch.setattr(ai, "mount_of", lambda path: ("/var", fstype))
+    s = RecordingSession(xfs_info)
+    check = ai.check_filesystem(s, ToolHost(tools))
+    assert check.status == status and words in check.message
+    if status == "fail":
+        assert "mkfs.xfs -n ftype=1" in check.fix
+
+
+def test_space_check(monkeypatch):
+    bundle = type("B", (), {"images": [{"size": 2 * 1024**3}], "packages": []})()
+    monkeypatch.setattr(ai, "free_bytes", lambda path: 4 * 1024**3)
+    check = ai.check_space(ToolHost(), bundle)
+    assert check.status == "fail" and "the images need about 7.0 GiB" in check.message
+    monkeypatch.setattr(ai, "free_bytes", lambda path: 8 * 1024**3)
+    assert ai.check_space(ToolHost(), bundle).status == "warn"
+    monkeypatch.setattr(ai, "free_bytes", lambda path: 80 * 1024**3)
+    assert ai.check_space(ToolHost(), bundle).status == "pass"

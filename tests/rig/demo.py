@@ -100,8 +100,10 @@ def main() -> int:
         server.stop()  # from here on the host reaches nothing: the installer needs no mirror
         server = None
         sb = Sandbox(work / "host", root)
-        print(f"installroot {root.root}: {len(root.rpm_qa())} packages, "
-              f"including {sorted(n for n in root.rpm_qa() if n.startswith('docker'))}")
+        print(
+            f"installroot {root.root}: {len(root.rpm_qa())} packages, "
+            f"including {sorted(n for n in root.rpm_qa() if n.startswith('docker'))}"
+        )
         in_sandbox(sb, ["cat", "/etc/os-release"])
 
         # The operator's command: install.sh picks the interpreter; here CentOS 7's Python
@@ -124,12 +126,15 @@ def main() -> int:
 
         step("sudo ./install.sh uninstall --yes   (keeps /var/lib/docker)")
         in_sandbox(sb, [*installer, "uninstall", "--yes"])
-        print(f"/var/lib/docker still holds: {sorted(p.name for p in (sb.var_lib / 'docker').iterdir())}")
+        kept = sorted(p.name for p in (sb.var_lib / "docker").iterdir())
+        print(f"/var/lib/docker still holds: {kept}")
 
         step("sudo ./install.sh uninstall --purge --yes")
         in_sandbox(sb, [*installer, "uninstall", "--purge", "--yes"])
-        print(f"dnf history in the sandbox host: {root.history_count()} transactions "
-              "(@core, docker 1.13, airdock install, airdock uninstall)")
+        print(
+            f"dnf history in the sandbox host: {root.history_count()} transactions "
+            "(@core, docker 1.13, airdock install, airdock uninstall)"
+        )
         print(f"\n{BOLD}demo finished in {time.time() - started:.0f}s{RESET}")
         return 0
     finally:

@@ -37,10 +37,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.rig import mirror as rig
 from tests.rig.dnfroot import DnfRoot
 from tests.rig.fixtures_mirror import builder_mirror_args, fixture_dnfroot
 from tests.rig.httpserver import MirrorServer
-from tests.rig import mirror as rig
 from tests.rig.mirror import FixtureMirror
 from tests.rig.sandbox import CENTOS_7, KERNEL_EL7, Sandbox
 from tests.rig.tools import need, pyenv_python
@@ -133,8 +133,9 @@ def sandbox_templates(tmp_path_factory, fixture_mirror) -> _SandboxTemplates:
 def installer_bundles(tmp_path_factory, fixture_mirror, mirror_server) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("installer-bundles")
     return {
-        v: build_bundle(fixture_mirror, mirror_server.url, out / "bundles", out / "cache", v,
-                        "--no-images")  # fmt: skip
+        v: build_bundle(
+            fixture_mirror, mirror_server.url, out / "bundles", out / "cache", v, "--no-images"
+        )  # fmt: skip
         for v in BUNDLE_VERSIONS
     }
 
@@ -143,9 +144,17 @@ def installer_bundles(tmp_path_factory, fixture_mirror, mirror_server) -> dict[s
 def image_bundles(tmp_path_factory, fixture_mirror, mirror_server, plain_registry) -> dict:
     out = tmp_path_factory.mktemp("image-bundles")
     return {
-        v: build_bundle(fixture_mirror, mirror_server.url, out / "bundles", out / "cache", v,
-                        "--image", "hello-world:latest",
-                        "--registry-mirror", plain_registry.url)  # fmt: skip
+        v: build_bundle(
+            fixture_mirror,
+            mirror_server.url,
+            out / "bundles",
+            out / "cache",
+            v,
+            "--image",
+            "hello-world:latest",
+            "--registry-mirror",
+            plain_registry.url,
+        )  # fmt: skip
         for v in BUNDLE_VERSIONS
     }
 

@@ -278,8 +278,18 @@ class Sandbox:
         upgrade shows as "upgrade+upgraded" (the new and the old version of the name)."""
         import sqlite3
 
-        actions = {1: "install", 2: "downgrade", 3: "downgraded", 4: "obsolete", 5: "obsoleted",
-                   6: "upgrade", 7: "upgraded", 8: "remove", 9: "reinstall", 10: "reinstalled"}
+        actions = {
+            1: "install",
+            2: "downgrade",
+            3: "downgraded",
+            4: "obsolete",
+            5: "obsoleted",
+            6: "upgrade",
+            7: "upgraded",
+            8: "remove",
+            9: "reinstall",
+            10: "reinstalled",
+        }
         db = self.root.root / "var" / "lib" / "dnf" / "history.sqlite"
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
             rows = conn.execute(
