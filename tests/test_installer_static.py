@@ -382,3 +382,17 @@ def test_space_check(monkeypatch):
     assert ai.check_space(ToolHost(), bundle).status == "warn"
     monkeypatch.setattr(ai, "free_bytes", lambda path: 80 * 1024**3)
     assert ai.check_space(ToolHost(), bundle).status == "pass"
+
+
+def test_an_installer_bug_is_one_line_and_the_traceback_goes_to_the_log(
+    monkeypatch, tmp_path, capsys
+):
+    def broken(s, args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(ai.COMMANDS, "status", broken)
+    log = tmp_path / "install.log"
+    assert ai.main(["status", "--log", str(log)]) == 70
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error (RuntimeError: boom)" in err
+    assert "Traceback" not in err and "Traceback" in log.read_text()
