@@ -28,6 +28,7 @@ Function scope
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,7 @@ from tests.rig.fixtures_mirror import builder_mirror_args, fixture_dnfroot
 from tests.rig.httpserver import MirrorServer
 from tests.rig.mirror import FixtureMirror
 from tests.rig.sandbox import CENTOS_7, KERNEL_EL7, Sandbox
-from tests.rig.tools import need, pyenv_python
+from tests.rig.tools import IN_CI, need, pyenv_python
 
 INSTALLER_PYTHONS = ("2.7", "3.6", "current")
 BUNDLE_VERSIONS = ("26.1.4", "25.0.5")
@@ -126,6 +127,12 @@ class _SandboxTemplates:
 def sandbox_templates(tmp_path_factory, fixture_mirror) -> _SandboxTemplates:
     need("dnf")
     need("unshare")
+    need("setpriv")
+    if os.geteuid() != 0:
+        message = "the sandbox host needs root (unshare --mount, mount --bind)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
     return _SandboxTemplates(tmp_path_factory.mktemp("sandbox-templates"), fixture_mirror)
 
 
