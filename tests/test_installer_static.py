@@ -309,6 +309,22 @@ class StaticHost:
         return {}
 
 
+@pytest.fixture
+def recorded():
+    """RecordingSession factory; removes the yum shell scripts the installer wrote."""
+    made = []
+
+    def make(output: str) -> RecordingSession:
+        made.append(RecordingSession(output))
+        return made[-1]
+
+    yield make
+    for session in made:
+        for path in session.cleanup:
+            if os.path.exists(path):
+                os.remove(path)
+
+
 def one_package_plan(tmp_path):
     plan = ai.Plan()
     entry = {"name": "docker-ce", "epoch": 3, "version": "26.1.4", "release": "1.el7",
@@ -317,8 +333,8 @@ def one_package_plan(tmp_path):
     return plan
 
 
-def test_failed_transaction_undoes_the_key_import_and_says_nothing_changed(tmp_path):
-    s = RecordingSession("Package docker-ce.rpm is not signed\nError: GPG check FAILED\n")
+def test_failed_transaction_undoes_the_key_import_and_says_nothing_changed(tmp_path, recorded):
+    s = recorded("Package docker-ce.rpm is not signed\nError: GPG check FAILED\n")
     host = StaticHost(["bash-4.2.46-34.el7.x86_64"], ["bash-4.2.46-34.el7.x86_64"])
     with pytest.raises(ai.Failure) as info:
         ai.apply_transaction(s, host, one_package_plan(tmp_path), ["gpg-pubkey-7c5a3901"], 4)
@@ -331,8 +347,8 @@ def test_failed_transaction_undoes_the_key_import_and_says_nothing_changed(tmp_p
     assert "--setopt=localpkg_gpgcheck=1" in shell and shell[-2] == "shell"
 
 
-def test_half_applied_transaction_is_reported_as_such(tmp_path):
-    s = RecordingSession("Running transaction\nError: something broke\n")
+def test_half_applied_transaction_is_reported_as_such(tmp_path, recorded):
+    s = recorded("Running transaction\nError: something broke\n")
     host = StaticHost(["bash-4.2.46-34.el7.x86_64"], ["bash-4.2.46-35.el7.x86_64"])
     with pytest.raises(ai.Failure) as info:
         ai.apply_transaction(s, host, one_package_plan(tmp_path), [], 4)
