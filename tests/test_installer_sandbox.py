@@ -23,6 +23,7 @@ from tests.rig.sandbox import (
     UBUNTU_22,
     edit_manifest,
     flip_byte,
+    reseal_file,
     rewrite_sha256sums,
 )
 
@@ -181,16 +182,7 @@ def test_consistently_rewritten_bundle_fails_the_signature_check(
     bundle = bundle_copy(installer_bundles["26.1.4"])
     rpm = docker_ce_file(bundle)
     flip_byte(rpm)
-    import hashlib
-
-    digest = hashlib.sha256(rpm.read_bytes()).hexdigest()
-
-    def edit(manifest):
-        for pkg in manifest["packages"]:
-            if pkg["file"] == f"rpms/{rpm.name}":
-                pkg["sha256"] = digest
-
-    edit_manifest(bundle, edit)
+    reseal_file(bundle, rpm)
     proc = sb.installer(bundle, "install", "--yes", python=installer_python(label))
     one_line_error(proc, "preflight failed: signatures:", "signature check failed",
                    rpm.name)  # fmt: skip
@@ -210,16 +202,7 @@ def test_rpm_signed_by_a_key_outside_the_bundle_is_refused(
     with rig.private_gnupghome() as home:
         rig.make_key(home, "Mallory <mallory@example.invalid>")
         rig.sign_rpms([rpm], home, "Mallory <mallory@example.invalid>")
-    import hashlib
-
-    digest = hashlib.sha256(rpm.read_bytes()).hexdigest()
-
-    def edit(manifest):
-        for pkg in manifest["packages"]:
-            if pkg["file"] == f"rpms/{rpm.name}":
-                pkg["sha256"] = digest
-
-    edit_manifest(bundle, edit)
+    reseal_file(bundle, rpm)
     proc = sb.installer(bundle, "install", "--yes")
     one_line_error(proc, "preflight failed: signatures:", rpm.name)
     assert sb.snapshot() == before

@@ -32,6 +32,7 @@ namespace (containerd shims).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -41,6 +42,7 @@ import sys
 import time
 from pathlib import Path
 
+from builder.bundle import write_sha256sums
 from tests.rig.dnfroot import RPMMACROS, DnfRoot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -423,15 +425,8 @@ def flip_byte(path: Path, offset: int | None = None) -> None:
 
 
 def rewrite_sha256sums(bundle: Path) -> None:
-    """Recompute SHA256SUMS the way the builder writes it (what a careful attacker does)."""
-    import hashlib
-
-    lines = []
-    for path in sorted(p for p in Path(bundle).rglob("*") if p.is_file()):
-        rel = path.relative_to(bundle).as_posix()
-        if rel != "SHA256SUMS":
-            lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {rel}\n")
-    (Path(bundle) / "SHA256SUMS").write_text("".join(sorted(lines, key=lambda s: s[66:])))
+    """Recompute SHA256SUMS with the builder's own writer (what a careful attacker does)."""
+    write_sha256sums(Path(bundle))
 
 
 def edit_manifest(bundle: Path, edit) -> dict:
@@ -442,3 +437,17 @@ def edit_manifest(bundle: Path, edit) -> dict:
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     rewrite_sha256sums(bundle)
     return manifest
+
+
+def reseal_file(bundle: Path, path: Path) -> dict:
+    """After tampering with ``path``: make manifest.json and SHA256SUMS agree with it again."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    rel = Path(path).relative_to(bundle).as_posix()
+
+    def edit(manifest: dict) -> None:
+        for entry in manifest.get("packages", []) + manifest.get("images", []):
+            if entry["file"] == rel:
+                entry["sha256"] = digest
+                entry["size"] = Path(path).stat().st_size
+
+    return edit_manifest(bundle, edit)
