@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from builder.cli import app
 from builder.download import Digest
-from builder.errors import MirrorError
+from builder.errors import AirdockError, MirrorError
 from builder.mirrors import PRESETS, resolve_mirror
 from builder.repodata import parse_repomd
 from builder.resolve import nearest_versions, split_evr
@@ -135,3 +135,59 @@ def test_mirrors_json():
     result = runner.invoke(app, ["mirrors", "--json"])
     assert result.exit_code == 0
     assert '"aliyun"' in result.output and "centos-vault" in result.output
+
+
+def _pkg(name: str, digest: str):
+    from builder.resolve import Package
+
+    return Package(
+        name,
+        0,
+        "1.0",
+        "1.el7",
+        "x86_64",
+        "r",
+        ("http://m/x.rpm",),
+        "x.rpm",
+        Digest("sha256", digest),
+        1,
+        False,
+    )
+
+
+def test_plan_drift_names_package_and_mirrors():
+    from builder.consistency import plan_drift
+
+    same = plan_drift({"aliyun": [_pkg("a", "11"), _pkg("b", "22")], "docker": [_pkg("a", "11")]})
+    assert same == []
+    [problem] = plan_drift({"aliyun": [_pkg("a", "11")], "docker": [_pkg("a", "99")]})
+    assert problem == "a-0:1.0-1.el7.x86_64: aliyun has sha256:11, docker has sha256:99"
+
+
+def test_image_drift_compares_per_reference_and_platform():
+    from builder.consistency import image_drift, raise_on_drift
+
+    def manifest(digest: str, platform: str = "linux/amd64") -> dict:
+        return {
+            "images": [
+                {
+                    "reference": "docker.io/library/hello-world:latest",
+                    "platform": platform,
+                    "manifest_digest": digest,
+                }
+            ]
+        }
+
+    assert image_drift({"a": manifest("sha256:1"), "b": manifest("sha256:1")}) == []
+    assert (
+        image_drift({"a": manifest("sha256:1"), "b": manifest("sha256:2", "linux/arm64/v8")}) == []
+    )
+    problems = image_drift({"a": manifest("sha256:1"), "b": manifest("sha256:2")})
+    assert problems == [
+        "docker.io/library/hello-world:latest (linux/amd64): a has sha256:1, b has sha256:2"
+    ]
+    warned = []
+    raise_on_drift(problems, True, warned.append)
+    assert warned == [f"warning: mirror drift allowed: {problems[0]}"]
+    with pytest.raises(AirdockError, match="mirrors disagree: docker.io/library/hello-world"):
+        raise_on_drift(problems, False, warned.append)
