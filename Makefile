@@ -9,8 +9,14 @@ TEST_DEBS := rpm createrepo-c dnf python3-dnf docker.io docker-registry skopeo b
 TEST_TOOLS := rpmbuild rpmsign createrepo_c dnf dockerd docker containerd docker-registry skopeo \
               busybox gcc aarch64-linux-gnu-gcc unshare nsenter
 BUNDLE_ARGS ?=
+# The oldest Python the builder claims (pyproject: >= 3.9); its tests run there too.
+OLDEST_PYTHON ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.9*/bin/python3.9) \
+                  $(shell command -v python3.9 2>/dev/null))
+OLDEST_VENV := .venv-oldest
+# Builder tests (the installer's own tests already run it under 2.7, 3.6 and the current Python).
+OLDEST_TESTS := --ignore-glob='tests/test_installer*' --ignore=tests/test_rig_mirror.py
 
-.PHONY: all bundle test lint venv deps clean demo bench
+.PHONY: all bundle test test-oldest lint venv deps clean demo bench
 
 all: test
 
@@ -35,6 +41,18 @@ deps:
 
 test: deps venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-oldest
+
+$(OLDEST_VENV)/bin/airdock: pyproject.toml
+	@if [ -z "$(OLDEST_PYTHON)" ]; then echo "no Python 3.9 found (pyenv install 3.9)"; exit 1; fi
+	$(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/pip install -q --upgrade pip
+	$(OLDEST_VENV)/bin/pip install -q -e '.[test]'
+	@touch $@
+
+# The builder on the oldest Python it supports (no createrepo_c wheel there: the command is used).
+test-oldest: deps $(OLDEST_VENV)/bin/airdock
+	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(OLDEST_TESTS) $(PYTEST_ARGS)
 
 # Speed is measured here, never asserted in tests.
 bench: deps venv
@@ -45,7 +63,7 @@ lint: venv
 	$(BIN)/ruff format --check builder tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .cache
+	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .cache
 
 # The whole story offline on this machine: fixture mirror + registry -> airdock build ->
 # CentOS 7 sandbox host: check, install, status, hello-world, uninstall, --purge (needs root).

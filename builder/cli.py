@@ -116,16 +116,21 @@ def make_downloader(cache_dir: Path | None, reporter: Reporter | None = None) ->
     )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"airdock {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version."
+    ),
 ) -> None:
     global DEBUG
     DEBUG = debug
-    if version:
-        typer.echo(f"airdock {__version__}")
-        raise typer.Exit(0)
 
 
 # Options shared by `build` and `release` (typer reads the defaults; one definition each).

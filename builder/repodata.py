@@ -3,8 +3,9 @@
 Fetching and parsing are kept apart: :func:`parse_repomd` and :func:`core_group`
 take bytes/paths; :func:`fetch_repo` does the I/O through the one download
 primitive, so metadata gets the same checksum verification, retries and cache
-as RPMs. ``repomd.xml`` is read with createrepo_c and comps with libcomps, the
-parsers the RPM world maintains, instead of ad-hoc XML code.
+as RPMs. ``repomd.xml`` is read with libsolv (the same library then reads
+primary and filelists) and comps with libcomps, the parsers the RPM world
+maintains, instead of ad-hoc XML code.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import createrepo_c as cr
 import libcomps
+import solv
 
 from .download import Digest, Download, Downloader
 from .errors import MirrorError, NotFoundError
@@ -58,27 +59,39 @@ class Repo:
 
 
 def parse_repomd(data: bytes, source: str) -> dict[str, Record]:
-    """Records of a repomd.xml document, by type."""
+    """Records of a repomd.xml document, by type (parsed by libsolv)."""
+    pool = solv.Pool()
+    repo = pool.add_repo("repomd")
     with tempfile.NamedTemporaryFile(suffix="repomd.xml") as tmp:
         tmp.write(data)
         tmp.flush()
-        try:
-            repomd = cr.Repomd(tmp.name)
-        except Exception as exc:  # createrepo_c raises its own error types
-            raise MirrorError(
-                f"{source} is not valid repomd.xml ({exc}); "
-                "check that the URL points at a yum repository"
-            ) from exc
+        f = solv.xfopen(tmp.name)
+        ok = f is not None and repo.add_repomdxml(f, 0)
+        if f is not None:
+            f.close()
+    if not ok:
+        reason = pool.errstr.splitlines()[0] if pool.errstr else "unreadable"
+        raise MirrorError(
+            f"{source} is not valid repomd.xml ({reason}); "
+            "check that the URL points at a yum repository"
+        )
     records: dict[str, Record] = {}
-    for rec in repomd.records:
-        if not rec.location_href or not rec.checksum:
+    entries = repo.Dataiterator_meta(solv.REPOSITORY_REPOMD_TYPE, None, 0)
+    entries.prepend_keyname(solv.REPOSITORY_REPOMD)
+    for entry in entries:
+        pos = entry.parentpos()
+        kind = pos.lookup_str(solv.REPOSITORY_REPOMD_TYPE)
+        href = pos.lookup_str(solv.REPOSITORY_REPOMD_LOCATION)
+        chk = pos.lookup_checksum(solv.REPOSITORY_REPOMD_CHECKSUM)
+        if not kind or not href or chk is None:
             continue
         try:
-            digest = Digest.of(rec.checksum_type or "sha256", rec.checksum)
+            digest = Digest.of(chk.typestr(), chk.hex())
         except ValueError as exc:
             raise MirrorError(f"{source}: {exc}") from exc
-        records[rec.type] = Record(
-            rec.type, rec.location_href, digest, rec.size or None, int(rec.timestamp or 0)
+        size = pos.lookup_num(solv.REPOSITORY_REPOMD_SIZE) or None
+        records[kind] = Record(
+            kind, href, digest, size, pos.lookup_num(solv.REPOSITORY_REPOMD_TIMESTAMP)
         )
     if "primary" not in records:
         raise MirrorError(f"{source} names no primary metadata; is this a yum repository?")

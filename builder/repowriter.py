@@ -4,16 +4,27 @@ The bundle's ``rpms/`` folder doubles as a yum repository (an operator can point
 a ``.repo`` file at it). The metadata is written by createrepo_c, the tool that
 wrote the mirrors' own metadata; we only pin every timestamp to the bundle's
 creation time so that the same RPMs always give byte-identical repodata.
+
+createrepo_c publishes wheels for CPython 3.11 and newer only; on 3.9 and 3.10
+(RHEL 9's system Python) pip would have to compile it, so there the library is
+not installed and the same tool's command (``createrepo_c``, packaged by every
+RPM distribution and by Debian) writes the metadata instead, pinned the same way.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-import createrepo_c as cr
+from .errors import AirdockError
+
+try:
+    import createrepo_c as cr
+except ImportError:  # no wheel for this Python: use the command
+    cr = None
 
 
 def write_repodata(rpm_dir: Path, rpm_names: Sequence[str], timestamp: int) -> Path:
@@ -21,6 +32,8 @@ def write_repodata(rpm_dir: Path, rpm_names: Sequence[str], timestamp: int) -> P
     repodata = rpm_dir / "repodata"
     if repodata.exists():
         shutil.rmtree(repodata)
+    if cr is None:
+        return _write_with_command(rpm_dir, rpm_names, timestamp)
     repodata.mkdir()
     files = {
         "primary": cr.PrimaryXmlFile(str(repodata / "primary.xml.gz")),
@@ -50,3 +63,30 @@ def write_repodata(rpm_dir: Path, rpm_names: Sequence[str], timestamp: int) -> P
     repomd.sort_records()
     (repodata / "repomd.xml").write_text(repomd.xml_dump(), encoding="utf-8")
     return repodata
+
+
+def _write_with_command(rpm_dir: Path, rpm_names: Sequence[str], timestamp: int) -> Path:
+    tool = shutil.which("createrepo_c")
+    if tool is None:
+        raise AirdockError(
+            "writing the bundle's repodata needs createrepo_c: on Python 3.9/3.10 install the "
+            "createrepo_c package of your distribution (dnf/apt install createrepo_c / "
+            "createrepo-c), or run airdock on Python 3.11+"
+        )
+    for name in rpm_names:  # createrepo_c records each file's mtime
+        os.utime(rpm_dir / name, (timestamp, timestamp))
+    listing = rpm_dir.parent / ".pkglist"
+    listing.write_text("".join(f"{name}\n" for name in sorted(rpm_names)))
+    try:
+        proc = subprocess.run(
+            [tool, "--quiet", "--no-database", "--changelog-limit", "10",
+             "--revision", str(timestamp), "--set-timestamp-to-revision",
+             "--pkglist", str(listing), "--workers", "1", str(rpm_dir)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    finally:
+        listing.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise AirdockError(f"createrepo_c failed: {detail[-1] if detail else proc.returncode}")
+    return rpm_dir / "repodata"

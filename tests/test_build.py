@@ -417,3 +417,26 @@ def test_aarch64_vault_key_is_trusted_only_by_its_pinned_fingerprint(
     line = one_error_line(result)
     assert "which is not trusted" in line
     assert nothing_published(tmp_path / "o")
+
+
+def test_repodata_without_the_createrepo_c_wheel(default_bundle, baseline_root, monkeypatch):
+    """Python 3.9/3.10 have no createrepo_c wheel: the createrepo_c command writes the same
+    kind of repodata, pinned to the bundle time, and dnf installs from it."""
+    from builder import repowriter
+
+    monkeypatch.setattr(repowriter, "cr", None)
+    root = baseline_root()
+    rpms = root.root.parent / "rpms"
+    shutil.copytree(default_bundle["folder"] / "rpms", rpms)
+    names = [p.name for p in sorted(rpms.glob("*.rpm"))]
+    written = []
+    for _ in range(2):
+        repodata = repowriter.write_repodata(rpms, names, 1_719_705_600)
+        written.append({p.name: p.read_bytes() for p in repodata.iterdir()})
+    assert written[0] == written[1]
+    assert "1719705600" in (rpms / "repodata" / "repomd.xml").read_text()
+    repo = root.copy(root.root.parent / "as-repo")
+    repo.repos = {"bundle": rpms.as_uri() + "/"}
+    repo._write_config()
+    repo.install_names(DOCS_PACKAGES, repos=["bundle"])
+    assert {"docker-ce", "container-selinux"} <= repo.installed_names()

@@ -191,3 +191,10 @@ def test_image_drift_compares_per_reference_and_platform():
     assert warned == [f"warning: mirror drift allowed: {problems[0]}"]
     with pytest.raises(AirdockError, match="mirrors disagree: docker.io/library/hello-world"):
         raise_on_drift(problems, False, warned.append)
+
+
+def test_version_flag():
+    from builder import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"airdock {__version__}"
