@@ -194,6 +194,16 @@ class Solver:
             )
             if sel.isempty():
                 raise ResolveError(_not_found(name, self.repos))
+            if pinned_out:  # ask only for what the pin leaves, so problems name only that
+                chosen = [s.id for s in sel.solvables() if s.id not in keep]
+                if chosen and len(chosen) != len(sel.solvables()):
+                    jobs.append(
+                        self.pool.Job(
+                            solv.Job.SOLVER_INSTALL | solv.Job.SOLVER_SOLVABLE_ONE_OF,
+                            self.pool.towhatprovides(chosen),
+                        )
+                    )
+                    continue
             jobs += sel.jobs(solv.Job.SOLVER_INSTALL)
         solver = self._solver()
         problems = solver.solve(jobs)
@@ -257,7 +267,7 @@ def _describe(problems: Sequence[solv.Problem]) -> str:
         for rule in problem.findallproblemrules():
             for info in rule.allinfos():
                 text = info.problemstr()
-                if text not in lines:
+                if text not in lines and not text.endswith(" is disabled"):
                     lines.append(text)
     return "; ".join(lines[:4]) + (f" (and {len(lines) - 4} more)" if len(lines) > 4 else "")
 
