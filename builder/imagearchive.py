@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .tarutil import add_bytes, add_files
+from .tarutil import add_bytes, add_dir, add_files
 
 MTIME = 0
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
@@ -88,16 +88,6 @@ def oci_index(
     return _json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor]})
 
 
-def _dir(tar: tarfile.TarFile, name: str) -> None:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE
-    info.mode = 0o755
-    info.mtime = MTIME
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info)
-
-
 def write_image_archive(
     dest: Path,
     *,
@@ -138,7 +128,7 @@ def write_image_archive(
             names = sorted([*dirs, *blobs, *files], key=lambda n: n.split("/"))
             for name in names:
                 if name in dirs:
-                    _dir(tar, name)
+                    add_dir(tar, name, MTIME)
                 elif name in blobs:
                     add_files(tar, [(name, blobs[name])], MTIME)
                 else:

@@ -52,6 +52,12 @@ def add_bytes(tar: tarfile.TarFile, arcname: str, data: bytes, mtime: int) -> No
     tar.addfile(_normalise(info, mtime), io.BytesIO(data))
 
 
+def add_dir(tar: tarfile.TarFile, arcname: str, mtime: int) -> None:
+    info = tarfile.TarInfo(arcname)
+    info.type = tarfile.DIRTYPE
+    tar.addfile(_normalise(info, mtime))
+
+
 def add_files(tar: tarfile.TarFile, files: Iterable[tuple[str, Path]], mtime: int) -> None:
     """Add regular files under the given archive names, in the order given."""
     for arcname, path in files:
