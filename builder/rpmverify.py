@@ -4,9 +4,10 @@ The checksum from primary.xml proves the file is what the mirror's metadata
 says; this module proves the metadata told the truth about *what* it is and
 *who* signed it. The header is read with rpmfile; the signatures (RSA header
 signature, tag 268, over the header; and the el7 header+payload signature,
-tag 1002) are checked with pysequoia against keys the user trusts (the pinned
-vendor keys shipped with airdock, plus any ``--gpg-key``), so an unsigned or
-re-signed package never reaches a bundle.
+tag 1002) are checked by :mod:`builder.signatures` (pysequoia; V3 packets, as
+on CentOS 7's RPMs, on ``cryptography``) against keys the user trusts (the
+pinned vendor keys shipped with airdock, plus any ``--gpg-key``), so an
+unsigned or re-signed package never reaches a bundle.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pysequoia
 import rpmfile
 
+from . import signatures
 from .errors import UsageError, VerifyError
 
 KEYS_DIR = Path(__file__).with_name("keys")
@@ -95,10 +97,8 @@ def _load_key(path: Path, user: bool = False) -> TrustedKey:
             "give an ASCII-armoured or binary public key file"
         ) from exc
     fpr = cert.fingerprint.upper()
-    key_ids = {fpr[-16:].lower()}
-    for sub in getattr(cert, "subkeys", None) or []:
-        key_ids.add(sub.fingerprint.lower()[-16:])
-    return TrustedKey(Path(path), fpr, tuple(sorted(key_ids)), cert)
+    ids = set(signatures.key_ids(Path(path))) | {fpr[-16:].lower()}
+    return TrustedKey(Path(path), fpr, tuple(sorted(ids)), cert)
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def verify_rpm(
             f"{path.name} from {source} is not signed; refusing an unsigned "
             "package (the target installs with gpgcheck on)"
         )
-    key = keyring.by_key_id(ident.signing_key or "") or _signer_among(keyring, sigs, header)
+    key = keyring.by_key_id(ident.signing_key or "")
     if key is None:
         raise VerifyError(
             f"{path.name} is signed by key {ident.signing_key or '?'}, which is not trusted; "
@@ -198,33 +198,13 @@ def verify_rpm(
     for tag, packet in sigs.items():
         signed = header if tag == "rsaheader" else header_payload
         try:
-            _check(signed, packet, key)
-        except Exception as exc:
+            signatures.verify(signed, packet, key.cert, key.path)
+        except signatures.SignatureError as exc:
             raise VerifyError(
                 f"{path.name} from {source}: bad {tag} signature for key {key.fingerprint} "
                 f"({exc}); the file was altered after signing — do not use this mirror"
             ) from exc
     return dataclasses.replace(ident, signer=key.fingerprint)
-
-
-def _check(signed: bytes, packet: bytes, key: TrustedKey) -> None:
-    pysequoia.verify(
-        bytes=signed, store=lambda _ids: [key.cert], signature=pysequoia.Sig.from_bytes(packet)
-    )
-
-
-def _signer_among(keyring: Keyring, sigs: dict[str, bytes], header: bytes) -> TrustedKey | None:
-    """The trusted key that made the header signature (the issuer id may be a subkey's)."""
-    packet = sigs.get("rsaheader")
-    if packet is None:
-        return None
-    for key in keyring.keys:
-        try:
-            _check(header, packet, key)
-        except Exception:
-            continue
-        return key
-    return None
 
 
 def _nevra(t: tuple) -> str:

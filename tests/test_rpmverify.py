@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import pysequoia
 import pytest
 
+from builder import signatures
 from builder.errors import VerifyError
 from builder.rpmverify import Keyring, read_identity, verify_rpm
 from tests.rig import mirror as rig
+from tests.rig import v3sign
 from tests.rig.tools import run
 
 
@@ -110,3 +117,108 @@ def test_key_that_signs_with_a_subkey(fixture_mirror, tmp_path):
     ident = verify_rpm(rpm, expected(pkg), Keyring.load([public]), "fixture")
     assert ident.signer == fpr.upper()
     assert ident.signing_key != fpr[-16:].lower()  # the issuer is the subkey
+
+
+# -- V3 signatures: what every CentOS 7 RPM carries --------------------------------------------
+@pytest.fixture(scope="module")
+def v3_key(tmp_path_factory):
+    """A throwaway RSA key: armoured public key, unprotected binary secret key."""
+    work = tmp_path_factory.mktemp("v3-key")
+    home = work / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg = [
+        "gpg",
+        "--homedir",
+        str(home),
+        "--batch",
+        "--passphrase",
+        "",
+        "--pinentry-mode",
+        "loopback",
+    ]
+    uid = "El7 Style Signer <el7@example.invalid>"
+    try:
+        run([*gpg, "--quick-gen-key", uid, "rsa2048", "sign", "never"])
+        (work / "public.asc").write_text(run([*gpg, "--armor", "--export", uid]).stdout)
+        secret = subprocess.run(
+            [*gpg, "--export-secret-keys", uid], capture_output=True, check=True
+        ).stdout
+        (work / "secret.gpg").write_bytes(secret)
+    finally:
+        run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+    return work / "public.asc", work / "secret.gpg"
+
+
+def test_v3_signature_verifies_and_rejects_tampering(v3_key):
+    public, secret = v3_key
+    key, key_id = v3sign.load_secret_key(secret)
+    data = b"header bytes" * 300
+    packet = v3sign.v3_signature(data, key, key_id)
+    keys = signatures.rsa_public_keys(public)
+    assert signatures.verify_v3(data, packet, keys) == key_id.hex()
+    with pytest.raises(signatures.SignatureError):
+        signatures.verify_v3(data + b"!", packet, keys)
+    with pytest.raises(signatures.SignatureError, match="not over a binary document"):
+        signatures.verify_v3(data, v3sign.v3_signature(data, key, key_id, sig_type=0x01), keys)
+    with pytest.raises(signatures.SignatureError, match="lacks"):
+        signatures.verify_v3(data, packet, {})
+    # pysequoia alone refuses V3 outright (its policy), which is why the V3 path exists
+    cert = pysequoia.Cert.from_file(str(public))
+    with pytest.raises(Exception, match="v3"):
+        pysequoia.verify(
+            bytes=data, store=lambda _ids: [cert], signature=pysequoia.Sig.from_bytes(packet)
+        )
+
+
+def sign_v3(rpm: Path, secret: Path) -> None:
+    """rpmsign with our V3 signer standing in for gpg: rpm writes the packets into the RPM."""
+    home = rpm.parent / "rpmhome"
+    home.mkdir(exist_ok=True)
+    (home / ".rpmmacros").write_text("%_dbpath /var/lib/rpm\n")
+    # rpm execs the first word with the rest as argv: argv[0] must name the venv python too
+    command = (
+        f"{sys.executable} {sys.executable} {Path(v3sign.__file__)} {secret} "
+        "-sbo %{__signature_filename}"
+    )
+    run(
+        [
+            "rpmsign",
+            "--addsign",
+            "--rpmv3",
+            "--define",
+            f"__gpg_sign_cmd {command}",
+            "--define",
+            "_gpg_name unused",
+            str(rpm),
+        ],
+        env={**os.environ, "HOME": str(home)},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def rpmkeys_checksig(rpm: Path, public: Path, tmp: Path) -> subprocess.CompletedProcess:
+    db = tmp / "rpmdb"
+    db.mkdir(exist_ok=True)
+    run(["rpmkeys", "--dbpath", str(db), "--import", str(public)])
+    return run(["rpmkeys", "--dbpath", str(db), "--checksig", "-v", str(rpm)], check=False)
+
+
+def test_el7_style_v3_signed_rpm(fixture_mirror, v3_key, tmp_path):
+    """rpm itself writes and checks the V3 signatures; the builder agrees with it."""
+    public, secret = v3_key
+    pkg = fixture_mirror.pkg("extras", "x86_64", "slirp4netns")
+    rpm = rig.build_rpm(pkg, tmp_path / "out")
+    sign_v3(rpm, secret)
+    oracle = rpmkeys_checksig(rpm, public, tmp_path)
+    assert oracle.returncode == 0, oracle.stdout + oracle.stderr
+    assert "V3 RSA/SHA256 Signature" in oracle.stdout
+    ident = verify_rpm(rpm, expected(pkg), Keyring.load([public]), "fixture")
+    assert ident.signer == pysequoia.Cert.from_file(str(public)).fingerprint.upper()
+
+    data = bytearray(rpm.read_bytes())
+    data[-10] ^= 0xFF
+    rpm.write_bytes(bytes(data))
+    assert rpmkeys_checksig(rpm, public, tmp_path).returncode != 0
+    with pytest.raises(VerifyError, match="bad pgp signature") as err:
+        verify_rpm(rpm, expected(pkg), Keyring.load([public]), "fixture")
+    assert "\n" not in str(err.value)

@@ -1,0 +1,125 @@
+"""OpenPGP signatures over RPM data: V4 with pysequoia, V3 on ``cryptography``.
+
+Why two paths: CentOS 7's RPMs were signed by rpm 4.11 with **V3** signature
+packets (``rpm -K`` on el7 prints "Header V3 RSA/SHA256 Signature"), while
+Docker's are V4. pysequoia verifies V4 signatures, but its StandardPolicy
+rejects every V3 packet since 2021-02-01 and pysequoia offers no way to pass
+another policy. A V3 signature is a fixed 19-byte preamble and one MPI
+(RFC 4880 §5.2.2), so the V3 path reads the packets (signature and key
+material) with pysequoia's own packet parser and leaves the RSA PKCS#1 v1.5
+check to ``cryptography``: framing by hand, no cryptography by hand. Only RSA
+with SHA-224 or stronger is accepted, as rpm on el7 would.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pysequoia
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from pysequoia.packet import PacketPile, Tag
+
+RSA_ALGORITHMS = {1, 3}  # RSA (encrypt or sign), RSA sign-only
+V3_HASHES = {8: hashes.SHA256, 9: hashes.SHA384, 10: hashes.SHA512, 11: hashes.SHA224}
+BINARY_DOCUMENT = 0x00
+
+
+class SignatureError(Exception):
+    """A signature that does not verify, or that we refuse to check; one line."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _mpi(buf: bytes, at: int) -> tuple[int, int]:
+    if at + 2 > len(buf):
+        raise SignatureError("truncated packet")
+    bits = struct.unpack(">H", buf[at : at + 2])[0]
+    end = at + 2 + (bits + 7) // 8
+    if end > len(buf):
+        raise SignatureError("truncated packet")
+    return int.from_bytes(buf[at + 2 : end], "big"), end
+
+
+def _only_packet(data: bytes, tag: Tag) -> pysequoia.packet.Packet:
+    try:
+        packets = list(PacketPile.from_bytes(data))
+    except Exception as exc:  # pysequoia raises plain exceptions on parse errors
+        raise SignatureError(f"unreadable signature packet ({_first_line(exc)})") from exc
+    if len(packets) != 1 or packets[0].tag != tag:
+        raise SignatureError("not a single signature packet")
+    return packets[0]
+
+
+def rsa_public_keys(cert_path: Path) -> dict[str, rsa.RSAPublicKey]:
+    """Key id (16 hex, lower) -> RSA public key, for the primary key and every subkey."""
+    keys: dict[str, rsa.RSAPublicKey] = {}
+    for packet in PacketPile.from_file(str(cert_path)):
+        if packet.tag not in (Tag.PublicKey, Tag.PublicSubkey):
+            continue
+        body = bytes(packet.body)
+        if len(body) < 6 or body[0] != 4 or body[5] not in RSA_ALGORITHMS:
+            continue  # only V4 RSA keys can have made the signatures we check by hand
+        n, at = _mpi(body, 6)
+        e, _ = _mpi(body, at)
+        keys[packet.key_id.lower()] = rsa.RSAPublicNumbers(e, n).public_key()
+    return keys
+
+
+def key_ids(cert_path: Path) -> list[str]:
+    """Key ids (16 hex, lower) of the primary key and every subkey of a certificate."""
+    return sorted(
+        p.key_id.lower()
+        for p in PacketPile.from_file(str(cert_path))
+        if p.tag in (Tag.PublicKey, Tag.PublicSubkey)
+    )
+
+
+def verify(data: bytes, packet: bytes, cert: pysequoia.Cert, cert_path: Path) -> None:
+    """Raise SignatureError unless ``packet`` is a valid signature by ``cert`` over ``data``."""
+    version = _only_packet(packet, Tag.Signature).signature_version
+    if version == 3:
+        verify_v3(data, packet, rsa_public_keys(cert_path))
+        return
+    try:
+        pysequoia.verify(
+            bytes=data, store=lambda _ids: [cert], signature=pysequoia.Sig.from_bytes(packet)
+        )
+    except Exception as exc:
+        raise SignatureError(_first_line(exc)) from exc
+
+
+def verify_v3(data: bytes, packet: bytes, keys: dict[str, rsa.RSAPublicKey]) -> str:
+    """Check a V3 RSA signature (RFC 4880 §5.2.2); return the signer's key id."""
+    body = bytes(_only_packet(packet, Tag.Signature).body)
+    if len(body) < 19 or body[0] != 3 or body[1] != 5:
+        raise SignatureError("malformed V3 signature packet")
+    sig_type, key_id, algorithm, hash_id = body[2], body[7:15].hex(), body[15], body[16]
+    if sig_type != BINARY_DOCUMENT:
+        raise SignatureError(f"V3 signature of type {sig_type:#04x}, not over a binary document")
+    if algorithm not in RSA_ALGORITHMS:
+        raise SignatureError(f"V3 signature with public-key algorithm {algorithm}, not RSA")
+    if hash_id not in V3_HASHES:
+        raise SignatureError(f"V3 signature with hash algorithm {hash_id} (SHA-1/MD5 refused)")
+    key = keys.get(key_id)
+    if key is None:
+        raise SignatureError(f"V3 signature by key {key_id}, which this certificate lacks")
+    algo = V3_HASHES[hash_id]()
+    digest = hashes.Hash(algo)
+    digest.update(data)
+    digest.update(body[2:7])  # signature type and creation time: the V3 hashed trailer
+    value = digest.finalize()
+    if value[:2] != body[17:19]:
+        raise SignatureError("digest does not match (the data was altered)")
+    s, _ = _mpi(body, 19)
+    signature = s.to_bytes((key.key_size + 7) // 8, "big")
+    try:
+        key.verify(signature, value, padding.PKCS1v15(), utils.Prehashed(algo))
+    except InvalidSignature:
+        raise SignatureError("bad RSA signature") from None
+    return key_id
