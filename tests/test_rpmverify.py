@@ -222,3 +222,15 @@ def test_el7_style_v3_signed_rpm(fixture_mirror, v3_key, tmp_path):
     with pytest.raises(VerifyError, match="bad pgp signature") as err:
         verify_rpm(rpm, expected(pkg), Keyring.load([public]), "fixture")
     assert "\n" not in str(err.value)
+
+
+def test_real_vendor_keys_yield_rsa_material_for_v3_checks():
+    """CentOS 7's key is self-signed with SHA-1, which sequoia's policy refuses: its RPMs (V3
+    signatures) can only be checked with the raw RSA key, which must be readable."""
+    ring = Keyring.load()
+    centos = next(k for k in ring.keys if k.path.name == "RPM-GPG-KEY-CentOS-7.asc")
+    docker = next(k for k in ring.keys if k.path.name == "docker-ce-centos.asc")
+    assert "24c6a8a7f4a80eb5" in centos.key_ids and "c52feb6b621e9f35" in docker.key_ids
+    material = signatures.rsa_public_keys(centos.path)
+    assert material["24c6a8a7f4a80eb5"].key_size >= 2048
+    assert signatures.rsa_public_keys(docker.path)["c52feb6b621e9f35"].key_size == 4096
