@@ -102,6 +102,16 @@ def run(action: Callable[[], T]) -> T:
             raise
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:  # the machine said no: permissions, a full disk, a file in the way
+        if DEBUG:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        typer.echo(
+            f"Error: {exc.strerror or exc}{where}; check the path, its permissions and free "
+            "space (nothing was written under a final name)",
+            err=True,
+        )
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.echo("Error: interrupted; nothing was written under a final name", err=True)
         raise typer.Exit(130) from None

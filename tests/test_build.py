@@ -440,3 +440,10 @@ def test_repodata_without_the_createrepo_c_wheel(default_bundle, baseline_root, 
     repo._write_config()
     repo.install_names(DOCS_PACKAGES, repos=["bundle"])
     assert {"docker-ce", "container-selinux"} <= repo.installed_names()
+
+
+def test_output_that_cannot_be_created_is_one_line(tmp_path, mirror_args, mirror):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    line = one_error_line(build(tmp_path, mirror_args, output=blocker / "bundles"))
+    assert "Not a directory" in line and str(blocker) in line
