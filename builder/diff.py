@@ -47,6 +47,17 @@ def _size(m: dict) -> int:
 
 
 def diff_manifests(old: dict, new: dict) -> dict:
+    """What changed from ``old`` to ``new``; a manifest missing fields is a UsageError."""
+    try:
+        return _diff(old, new)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(
+            f"a bundle manifest lacks or mangles the field {exc}; the bundle is damaged "
+            "or was not written by airdock"
+        ) from None
+
+
+def _diff(old: dict, new: dict) -> dict:
     def by_name(m: dict) -> dict[tuple[str, str], dict]:
         return {(p["name"], p["arch"]): p for p in m.get("packages", [])}
 

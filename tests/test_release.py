@@ -378,3 +378,13 @@ def test_diff_reports_version_change(tmp_path, mirror_args, mirror):
 def test_diff_of_a_non_bundle(tmp_path):
     line = error_line(airdock("diff", tmp_path, tmp_path))
     assert "is not a bundle" in line
+
+
+def test_diff_of_a_damaged_manifest(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(
+            '{"format": "airdock-bundle", "packages": [{"name": "x"}]}'
+        )
+    line = error_line(airdock("diff", tmp_path / "a", tmp_path / "b"))
+    assert "lacks or mangles the field" in line
