@@ -34,6 +34,7 @@ from .mirrors import (
     resolve_chain,
 )
 from .plan import (
+    CLOSURES,
     DEFAULT_IMAGES,
     DEFAULT_PACKAGES,
     BuildOptions,
@@ -215,6 +216,8 @@ def _options(chain: MirrorChain, given: dict[str, Any], arch: str) -> BuildOptio
     """
     if given["jobs"] < 1:
         raise UsageError(f"--jobs {given['jobs']} must be at least 1")
+    if given["closure"] not in CLOSURES:
+        raise UsageError(f"--closure {given['closure']!r} is not known; use minimal or full")
     return BuildOptions(
         mirror=chain,
         output=given["output"],

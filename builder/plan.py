@@ -28,6 +28,7 @@ DEFAULT_PACKAGES = (
     "docker-compose-plugin",
 )
 DEFAULT_IMAGES = ("hello-world:latest",)
+CLOSURES = ("minimal", "full")
 
 
 @dataclass
@@ -121,7 +122,7 @@ def make_plan(
     opts: BuildOptions, downloader: Downloader, workdir: Path, reporter: Reporter | None = None
 ) -> Plan:
     reporter = reporter or Reporter()
-    if opts.closure not in ("minimal", "full"):
+    if opts.closure not in CLOSURES:
         raise UsageError(f"--closure {opts.closure!r} is not known; use minimal or full")
     first = opts.mirror.first
     reporter.step(f"reading metadata from {first.docker_ce} and {first.os}")

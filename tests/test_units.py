@@ -106,6 +106,7 @@ def test_tarball_is_reproducible(tmp_path):
         (["build", "--channel", "beta"], "--channel 'beta' is not a docker-ce channel"),
         (["build", "--mirror", "nowhere"], "neither a preset"),
         (["build", "--jobs", "0"], "--jobs 0 must be at least 1"),
+        (["build", "--closure", "most"], "--closure 'most' is not known"),
         (["build", "--gpg-key", "/nonexistent.asc"], "--gpg-key /nonexistent.asc: no such file"),
         (["versions", "--arch", "ppc64le"], "--arch 'ppc64le' is not supported"),
     ],
