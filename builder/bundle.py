@@ -206,7 +206,7 @@ def pull_images(
     )
 
 
-def copy_installer(staging: Path) -> dict | None:
+def copy_installer(staging: Path) -> dict:
     missing = [n for n in INSTALLER_FILES if not (INSTALLER_DIR / n).is_file()]
     if missing:
         raise AirdockError(
@@ -230,7 +230,7 @@ def make_manifest(
     signers: dict[str, str],
     keys: list[dict],
     images: list[dict],
-    installer: dict | None,
+    installer: dict,
 ) -> dict:
     requested = set(opts.packages)
     return {

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
 from tqdm import tqdm
@@ -44,6 +44,9 @@ from .plan import (
 )
 from .release import release, release_rows
 from .split import parse_size
+
+if TYPE_CHECKING:
+    from .images import RegistryOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -416,7 +419,7 @@ def _existing_file(value: str, option: str) -> Path:
     return path
 
 
-def _registry_options(registry_mirror: str | None, user: str | None) -> object | None:
+def _registry_options(registry_mirror: str | None, user: str | None) -> RegistryOptions | None:
     if registry_mirror is None and user is None:
         return None
     from .images import RegistryOptions

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .consistency import chain_drift, raise_on_drift
 from .download import Downloader
@@ -19,6 +20,9 @@ from .errors import AirdockError, UsageError
 from .mirrors import CENTOS_RELEASE, MirrorChain
 from .repodata import Repo, core_group, fetch_records, fetch_repo, group_record
 from .resolve import Package, Solver, check_version
+
+if TYPE_CHECKING:
+    from .images import RegistryOptions
 
 DEFAULT_PACKAGES = (
     "docker-ce",
@@ -44,7 +48,7 @@ class BuildOptions:
     jobs: int = 4
     gpg_keys: Sequence[Path] = ()
     images: Sequence[str] = DEFAULT_IMAGES
-    registry_options: object | None = None  # builder.images.RegistryOptions
+    registry_options: RegistryOptions | None = None
     allow_mirror_drift: bool = False
     split_size: int | None = None
 
