@@ -79,24 +79,19 @@ def build(
         signers = verify_rpms(plan.packages, rpms, keyring)
         reporter.step("writing repodata with createrepo_c")
         write_repodata(staging / "rpms", [p.filename for p in plan.packages], plan.created)
-        key_entries = copy_keys(keyring, set(signers.values()), staging / "keys")
+        key_entries = copy_keys(keyring, signers, staging / "keys")
         images = pull_images(opts, downloader, staging, workdir, reporter)
         installer = copy_installer(staging)
-        manifest = make_manifest(opts, plan, rpms, signers, key_entries, images, installer)
+        manifest = make_manifest(opts, plan, rpms, key_entries, images, installer)
         write_json(staging / "manifest.json", manifest)
         write_sha256sums(staging)
         reporter.step("writing the reproducible tarball")
-        digest, artifacts = write_tarball(staging, workdir, plan, opts.split_size)
+        digest, artifacts, parts = write_tarball(staging, workdir, plan, opts.split_size)
         for path in staging.rglob("*"):
             os.utime(path, (plan.created, plan.created), follow_symlinks=False)
         folder = publish(workdir, plan.name, opts.output, artifacts)
         tarball = opts.output / f"{plan.name}.tar.gz"
-        parts = [
-            opts.output / a.name
-            for a in artifacts
-            if ".part-" in a.name and not a.name.endswith(".sha256")
-        ]
-        return BuildResult(folder, tarball, digest, manifest, parts)
+        return BuildResult(folder, tarball, digest, manifest, [opts.output / p.name for p in parts])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -154,11 +149,9 @@ def fetch_rpms(
     }
 
 
-def verify_rpms(
-    packages: Sequence[Package], rpms: dict[str, dict], keyring: Keyring
-) -> dict[str, str]:
-    """Check every RPM; return file name -> fingerprint of the key that signed it."""
-    signers = {}
+def verify_rpms(packages: Sequence[Package], rpms: dict[str, dict], keyring: Keyring) -> set[str]:
+    """Check every RPM, record its signing key id; return the signers' fingerprints."""
+    signers = set()
     for p in packages:
         ident = verify_rpm(
             rpms[p.filename]["path"],
@@ -167,7 +160,7 @@ def verify_rpms(
             p.url,
         )
         rpms[p.filename]["signing_key"] = ident.signing_key
-        signers[p.filename] = ident.signer or ""
+        signers.add(ident.signer or "")
     return signers
 
 
@@ -227,7 +220,6 @@ def make_manifest(
     opts: BuildOptions,
     plan: Plan,
     rpms: dict[str, dict],
-    signers: dict[str, str],
     keys: list[dict],
     images: list[dict],
     installer: dict,
@@ -300,26 +292,30 @@ def write_sha256sums(root: Path) -> None:
 
 def write_tarball(
     staging: Path, workdir: Path, plan: Plan, split_size: int | None
-) -> tuple[str, list[Path]]:
-    """The reproducible tarball (or its parts) and checksum files, in ``workdir``."""
+) -> tuple[str, list[Path], list[Path]]:
+    """The reproducible tarball (or its parts) and checksum files, in ``workdir``.
+
+    Returns the tarball's sha256, every artifact to publish, and the parts (if split).
+    """
     name = f"{plan.name}.tar.gz"
     if split_size is None:
         write_tar_gz(workdir / name, staging, plan.name, plan.created)
         digest = file_digest(workdir / name)["sha256"]
-        artifacts = [workdir / name]
+        artifacts, parts = [workdir / name], []
     else:
         with PartWriter(workdir / name, split_size) as writer:
             gz, tar = open_tar_gz(writer)
             with gz, tar:
                 add_tree(tar, staging, plan.name, plan.created)
         digest = writer.total.hexdigest()
-        artifacts = writer.parts + write_part_sums(writer.parts)
+        parts = writer.parts
+        artifacts = parts + write_part_sums(parts)
         join = workdir / f"{plan.name}.JOIN.txt"
         join.write_text(join_instructions(name, writer.parts))
         artifacts.append(join)
     sums = workdir / f"{name}.sha256"
     sums.write_text(f"{digest}  {name}\n")
-    return digest, [*artifacts, sums]
+    return digest, [*artifacts, sums], parts
 
 
 def publish(workdir: Path, name: str, output: Path, artifacts: Sequence[Path]) -> Path:

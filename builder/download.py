@@ -426,7 +426,3 @@ def _reason(exc: BaseException) -> str:
         if marker in text:
             text = text.split(marker, 1)[1]
     return text.strip(" ()'\"").split("'))")[0][:200]
-
-
-def progress_total(items: Iterable[Download]) -> int:
-    return sum(i.size or 0 for i in items)

@@ -132,16 +132,8 @@ def make_plan(
     reporter.step(f"reading metadata from {first.docker_ce} and {first.os}")
     repos = [fetch_docker_repo(opts, downloader, workdir)]
     for name in ("os", "extras", "updates"):
-        types = ("primary",)
-        repos.append(
-            fetch_repo(
-                downloader,
-                f"centos-{name}",
-                opts.mirror.centos_repo_urls(name, opts.arch),
-                workdir,
-                types,
-            )
-        )
+        urls = opts.mirror.centos_repo_urls(name, opts.arch)
+        repos.append(fetch_repo(downloader, f"centos-{name}", urls, workdir))
     os_repo = repos[1]
 
     solver = Solver(opts.arch)

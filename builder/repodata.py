@@ -106,8 +106,6 @@ def fetch_repo(
     types: Sequence[str] = ("primary",),
 ) -> Repo:
     """Fetch repomd.xml (from the first mirror that has it) and the named metadata files."""
-    if isinstance(baseurls, str):
-        baseurls = [baseurls]
     candidates = [base + "repodata/repomd.xml" for base in baseurls]
     try:
         data, used = downloader.get_bytes(candidates, f"{repo_id}-repomd.xml", workdir)

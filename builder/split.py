@@ -14,6 +14,7 @@ import hashlib
 import re
 from pathlib import Path
 
+from .download import file_digest
 from .errors import UsageError
 
 FAT32_LIMIT = 4 * 1024**3 - 1
@@ -89,8 +90,6 @@ class PartWriter:
 
 def write_part_sums(parts: list[Path]) -> list[Path]:
     """One ``<part>.sha256`` per part, in ``sha256sum -c`` format."""
-    from .download import file_digest
-
     sums = []
     for part in parts:
         out = part.with_name(part.name + ".sha256")
