@@ -47,6 +47,7 @@ _MAX_REDIRECTS = 5
 
 ProgressCallback = Callable[[int], None]
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 @dataclass(frozen=True)
@@ -394,16 +395,7 @@ class Downloader:
     # -- many files ---------------------------------------------------------------
     def fetch_all(self, items: Sequence[Download], jobs: int = 4) -> list[Fetched]:
         """Fetch in parallel; results keep the order of ``items``; the first error wins."""
-        if jobs <= 1 or len(items) <= 1:
-            return [self.fetch(i) for i in items]
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(self.fetch, i) for i in items]
-            try:
-                return [f.result() for f in futures]
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        return parallel(self.fetch, items, jobs)
 
     def get_bytes(
         self, urls: Sequence[str], label: str, workdir: Path, digest: Digest | None = None
@@ -426,3 +418,20 @@ def _reason(exc: BaseException) -> str:
         if marker in text:
             text = text.split(marker, 1)[1]
     return text.strip(" ()'\"").split("'))")[0][:200]
+
+
+def parallel(work: Callable[[A], T], items: Sequence[A], jobs: int) -> list[T]:
+    """``work`` over ``items`` on up to ``jobs`` threads, results in order.
+
+    The first error is raised and the work not yet started is cancelled.
+    """
+    if jobs <= 1 or len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(work, item) for item in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise

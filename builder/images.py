@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .download import Downloader, file_digest
+from .download import Downloader, file_digest, parallel
 from .errors import UsageError, VerifyError
 from .imagearchive import Blob, write_image_archive
 from .registry import (
@@ -136,14 +135,8 @@ def _fetch_blobs(
         dest = blob_dir / digest.replace(":", "/", 1)
         return img.client.fetch_blob(img.ref.repository, desc, dest, label).path
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {digest: pool.submit(fetch, digest) for digest in blobs}
-        try:
-            return {digest: future.result() for digest, future in futures.items()}
-        except BaseException:
-            for future in futures.values():
-                future.cancel()
-            raise
+    digests = list(blobs)
+    return dict(zip(digests, parallel(fetch, digests, jobs)))
 
 
 def _unique_refs(references: Sequence[str]) -> list[Reference]:
