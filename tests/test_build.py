@@ -21,6 +21,8 @@ from builder.cli import app
 from tests.rig import mirror as rig
 from tests.rig.tools import run
 
+pytestmark = pytest.mark.slow  # whole builds against real peers: the suite's last tier
+
 DOCS_PACKAGES = [
     "docker-ce",
     "docker-ce-cli",

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from builder.cli import app
 from tests.rig.testimage import message
 from tests.rig.tools import run
+
+pytestmark = pytest.mark.slow  # whole builds against real peers: the suite's last tier
 
 
 def test_default_image_via_registry_mirror_loads_and_runs(

@@ -23,6 +23,8 @@ from builder.images import RegistryOptions, pull_images
 from builder.registry import AuthError, PlatformError
 from tests.rig.testimage import message
 
+pytestmark = pytest.mark.slow  # whole builds against real peers: the suite's last tier
+
 IMAGE_KEYS = {
     "reference", "repo_tag", "registry", "index_digest", "manifest_digest",
     "config_digest", "platform", "file", "size", "sha256",

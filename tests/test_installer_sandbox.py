@@ -98,6 +98,20 @@ def test_not_root_is_refused(label, sandbox, installer_bundles):
     assert sb.snapshot() == before
 
 
+def test_not_root_is_named_first_whatever_else_fails(sandbox, installer_bundles):
+    """A host that is also wrong in every other way (no yum, CentOS 6, old kernel) still
+    hears "not root" first: it is the one fix that makes the other checks meaningful."""
+    sb = sandbox(os_release=CENTOS_6, kernel=KERNEL_EL6)
+    (sb.shims / "yum").unlink()
+    before = sb.snapshot()
+    proc = sb.installer(installer_bundles["26.1.4"], "install", "--yes", user="nobody")
+    line = one_line_error(proc, "preflight failed: root:", "running as uid 65534, not root",
+                          "(+3 more, see above)", "sudo ./install.sh")  # fmt: skip
+    assert "[fail] tools        yum not found" in proc.stdout
+    assert sb.snapshot() == before
+    assert line.index("root") < line.index("+3 more")
+
+
 def test_rhel7_and_old_kernel_only_warn(sandbox, installer_bundles):
     sb = sandbox(os_release=RHEL_7, kernel="3.10.0-327.el7.x86_64")
     proc = sb.installer(installer_bundles["26.1.4"], "check")

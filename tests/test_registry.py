@@ -7,14 +7,15 @@ Pure functions first, then the client against real docker-registry instances
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 import requests
 
-from builder.download import Downloader
-from builder.errors import ChecksumError, NotFoundError, UsageError
+from builder.download import Cache, Digest, Downloader
+from builder.errors import ChecksumError, MirrorError, NotFoundError, UsageError
 from builder.registry import (
     DOCKER_LIST,
     OCI_INDEX,
@@ -313,6 +314,53 @@ def test_blob_download_follows_the_redirect_without_the_token(
     assert front_proxy.blob_requests == 1
     assert [h.path.split("?")[0] for h in front_proxy.storage_hits] == [f"/storage/{layer.digest}"]
     assert front_proxy.leaks == []
+
+
+def _amd64_layer(client: RegistryClient):
+    index = client.manifest("library/hello-world", "latest", "x")
+    manifest = client.manifest("library/hello-world", select_platform(index, AMD64, "x").digest,
+                               "x")  # fmt: skip
+    return manifest.layers("x")[0]
+
+
+def test_tampered_blob_under_its_digest_is_refused_and_never_cached(
+    tmp_path, front_proxy, auth_registry
+) -> None:
+    """Same length, one byte changed, served under the digest the manifest names: the
+    blob's own digest is what refuses it (not the cache, not the archive writer)."""
+    cache = Cache(tmp_path / "cache")
+    client = RegistryClient(front_proxy.url, Downloader(cache, retries=1, backoff=0), None, "hub")
+    layer = _amd64_layer(client)
+    front_proxy.corrupt_blobs.add(layer.digest)
+    with pytest.raises(ChecksumError) as err:
+        client.fetch_blob("library/hello-world", layer, tmp_path / "out" / "layer", "layer 1/1")
+    actual = "sha256:" + hashlib.sha256(front_proxy._body(layer.digest)).hexdigest()
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("checksum mismatch for layer 1/1 from ")
+    assert f"expected {layer.digest}, got {actual}" in message
+    assert cache.lookup(Digest.parse(layer.digest)) is None
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+    assert not (tmp_path / "out" / "layer").exists()
+
+
+def test_truncated_blob_with_its_full_length_announced_is_refused_and_never_cached(
+    tmp_path, front_proxy, auth_registry
+) -> None:
+    cache = Cache(tmp_path / "cache")
+    client = RegistryClient(front_proxy.url, Downloader(cache, retries=1, backoff=0), None, "hub")
+    layer = _amd64_layer(client)
+    front_proxy.truncate_blobs.add(layer.digest)
+    with pytest.raises(MirrorError) as err:
+        client.fetch_blob("library/hello-world", layer, tmp_path / "out" / "layer", "layer 1/1")
+    message = str(err.value)
+    assert "\n" not in message and "broke off after" in message, message
+    assert "gave up after 2 attempts" in message
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+    assert not (tmp_path / "out" / "layer").exists()
+    front_proxy.truncate_blobs.clear()  # the same client, the registry healthy again: cached
+    got = client.fetch_blob("library/hello-world", layer, tmp_path / "out" / "layer", "layer")
+    assert got.sha256 == layer.digest.split(":")[1]
+    assert cache.lookup(Digest.parse(layer.digest)) is not None
 
 
 def test_tokens_are_reused_per_repository_and_renewed_before_expiry(

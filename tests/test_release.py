@@ -18,6 +18,8 @@ from tests.rig import mirror as rig
 from tests.rig.httpserver import MirrorServer
 from tests.rig.tools import run
 
+pytestmark = pytest.mark.slow  # whole builds against real peers: the suite's last tier
+
 
 def airdock(*args):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)

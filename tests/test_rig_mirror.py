@@ -18,6 +18,8 @@ from tests.rig import mirror as fm
 from tests.rig.dnfroot import DnfError
 from tests.rig.tools import need, run
 
+pytestmark = pytest.mark.slow  # whole builds against real peers: the suite's last tier
+
 REPO_NS = "{http://linux.duke.edu/metadata/repo}"
 COMMON_NS = "{http://linux.duke.edu/metadata/common}"
 

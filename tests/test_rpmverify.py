@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -47,6 +48,33 @@ def test_header_that_contradicts_metadata_is_refused(fixture_mirror, keyring):
     fuse_file = fixture_mirror.rpm_path("extras", "x86_64", "fuse3-libs")
     with pytest.raises(VerifyError, match="the RPM header says fuse3-libs"):
         verify_rpm(fuse_file, expected(slirp), keyring, "fixture")
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [(1, 2), (2, "25.0.5"), (3, "2.el7"), (4, "aarch64")],
+    ids=["epoch", "version", "release", "arch"],
+)
+def test_header_with_the_right_name_but_another_identity_is_refused(
+    fixture_mirror, keyring, field, value
+):
+    """Same name, signed by a trusted key, but not the NEVRA the metadata promised: the
+    identity check compares every field, and the one line names both identities."""
+    pkg = fixture_mirror.pkg("docker-ce-stable", "x86_64", "docker-ce")
+    claimed = list(expected(pkg))
+    claimed[field] = value
+    with pytest.raises(VerifyError) as err:
+        verify_rpm(
+            fixture_mirror.rpm_path("docker-ce-stable", "x86_64", "docker-ce"),
+            tuple(claimed),
+            keyring,
+            "fixture",
+        )
+    message = str(err.value)
+    name, epoch, version, release, arch = claimed
+    assert f"the RPM header says {pkg.name}-3:{pkg.version}-{pkg.release}.x86_64" in message
+    assert f"the repository metadata says {name}-{epoch}:{version}-{release}.{arch}" in message
+    assert "\n" not in message
 
 
 def test_flipped_payload_byte_breaks_the_signature(fixture_mirror, keyring, tmp_path):
@@ -117,6 +145,23 @@ def test_key_that_signs_with_a_subkey(fixture_mirror, tmp_path):
     ident = verify_rpm(rpm, expected(pkg), Keyring.load([public]), "fixture")
     assert ident.signer == fpr.upper()
     assert ident.signing_key != fpr[-16:].lower()  # the issuer is the subkey
+
+
+def test_v4_signature_verifies_and_rejects_tampering(tmp_path):
+    """The signature promise on bytes alone (no RPM, no mirror): first in the suite."""
+    key = pysequoia.Tsk.generate("V4 Signer <v4@example.invalid>")
+    cert = key.extract_certificate()
+    cert_file = tmp_path / "v4.pgp"
+    cert_file.write_bytes(bytes(cert))
+    data = b"header and payload" * 100
+    packet = pysequoia.sign(key.signer(), data, mode=pysequoia.SignatureMode.DETACHED, armor=False)
+    signatures.verify(data, packet, cert, cert_file)
+    for altered in (data[:-1] + b"!", data + b"\0", b""):
+        with pytest.raises(signatures.SignatureError):
+            signatures.verify(altered, packet, cert, cert_file)
+    other = pysequoia.Tsk.generate("Other <other@example.invalid>").extract_certificate()
+    with pytest.raises(signatures.SignatureError):
+        signatures.verify(data, packet, other, cert_file)
 
 
 # -- V3 signatures: what every CentOS 7 RPM carries --------------------------------------------
@@ -234,3 +279,45 @@ def test_real_vendor_keys_yield_rsa_material_for_v3_checks():
     material = signatures.rsa_public_keys(centos.path)
     assert material["24c6a8a7f4a80eb5"].key_size >= 2048
     assert signatures.rsa_public_keys(docker.path)["c52feb6b621e9f35"].key_size == 4096
+
+
+# -- a mirror whose metadata lies about what a file is ----------------------------------------
+SUBSTITUTIONS = {
+    # case: (fixture, arch claimed, name, version claimed, arch of the file, version of the file)
+    "older-version": ("fixture_mirror", "x86_64", "docker-ce", None, "x86_64", "25.0.5"),
+    "other-arch": ("fixture_mirror_multiarch", "x86_64", "containerd.io", None, "aarch64", None),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(SUBSTITUTIONS))
+def test_substituted_file_is_refused_before_the_bundle_is_written(request, tmp_path, case):
+    """The metadata's checksum and size are the substitute's own (the mirror re-sealed its
+    repodata around the lie), so only the header identity can tell: one line naming both
+    identities, exit 1, nothing published."""
+    from tests.rig.fixtures_mirror import builder_mirror_args
+    from tests.rig.httpserver import MirrorServer
+    from tests.rig.repoedit import edit_package, hardlinked_copy, replace_file
+    from tests.rig.repoedit import set_checksum_and_size as reseal
+    from tests.test_build import build
+
+    fixture_name, arch, name, version, file_arch, file_version = SUBSTITUTIONS[case]
+    fixture = request.getfixturevalue(fixture_name)
+    www = hardlinked_copy(fixture.root, tmp_path / "www")
+    repo = www / rig.repo_relpath("docker-ce-stable", arch)
+    claimed = fixture.pkg("docker-ce-stable", arch, name, version)
+    substitute = fixture.rpm_path("docker-ce-stable", file_arch, name, file_version)
+    got = fixture.pkg("docker-ce-stable", file_arch, name, file_version)
+    replace_file(repo / "Packages" / claimed.filename, substitute)
+    digest = hashlib.sha256(substitute.read_bytes()).hexdigest()
+    edit_package(repo, claimed.filename, lambda b: reseal(b, digest, substitute.stat().st_size))
+    with MirrorServer(www) as server:
+        result = build(tmp_path, builder_mirror_args(fixture, server.url))
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert f"the RPM header says {got.name}-{got.epoch or 0}:{got.version}-{got.release}." \
+        f"{file_arch}" in lines[0]  # fmt: skip
+    assert f"the repository metadata says {claimed.name}-{claimed.epoch or 0}:" \
+        f"{claimed.version}-{claimed.release}.{arch}" in lines[0]  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "bundles").iterdir()) == []

@@ -99,6 +99,21 @@ def test_tarball_is_reproducible(tmp_path):
     assert members[1].mode == 0o755 and members[3].mode == 0o644
 
 
+def test_tarball_order_is_sorted_not_the_directory_order(tmp_path):
+    """30 names created out of order: whatever order the filesystem lists them in, the
+    archive holds them sorted (the odds that readdir happens to sort 30 names are nil)."""
+    root = tmp_path / "b"
+    root.mkdir()
+    names = [f"{(i * 7919) % 1000:03d}-{i}" for i in range(30)]
+    for name in names:
+        (root / name).write_text(name)
+    write_tar_gz(tmp_path / "t.tar.gz", root, "b", 1_700_000_000)
+    with tarfile.open(tmp_path / "t.tar.gz") as tar:
+        listed = [m.name for m in tar.getmembers()][1:]
+    assert listed == [f"b/{n}" for n in sorted(names)]
+    assert listed != [f"b/{n}" for n in names]
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [

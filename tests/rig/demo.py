@@ -139,7 +139,7 @@ def main() -> int:
         return 0
     finally:
         if sb is not None:
-            sb.stop()
+            sb.close()
         if registry is not None:
             registry.stop()
         if server is not None:

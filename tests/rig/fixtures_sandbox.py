@@ -193,7 +193,7 @@ def sandbox(tmp_path: Path, sandbox_templates) -> Iterator:
 
     yield make
     for box in made:
-        box.stop()
+        box.close()
 
 
 @pytest.fixture

@@ -68,14 +68,20 @@ class _Quiet(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
 
-    def reply(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+    def reply(
+        self, status: int, body: bytes = b"", headers: dict | None = None, cut: bool = False
+    ) -> None:
+        """Answer with ``body``; ``cut``: announce its full length, send half, hang up."""
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
+        if cut:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self.wfile.write(body[: len(body) // 2] if cut else body)
 
 
 # -- token server ---------------------------------------------------------------------------
@@ -298,13 +304,15 @@ class FrontProxy:
 
     ``storage_hits`` records every request the storage host saw, ``leaks`` those
     that carried Authorization (answered 403). ``corrupt_blobs`` are served with
-    one byte flipped; ``tamper_manifests`` changes manifest bodies but not their
-    Docker-Content-Digest header.
+    one byte flipped (same length, same digest claimed); ``truncate_blobs`` announce their
+    full length and break off half way; ``tamper_manifests`` changes manifest bodies but not
+    their Docker-Content-Digest header.
     """
 
     registry: Registry
     redirect_blobs: bool = True
     corrupt_blobs: set[str] = field(default_factory=set)
+    truncate_blobs: set[str] = field(default_factory=set)
     tamper_manifests: bool = False
     storage_hits: list[StorageHit] = field(default_factory=list)
     blob_requests: int = 0
@@ -361,7 +369,8 @@ class FrontProxy:
                 if owner.tamper_manifests and _MANIFEST_RE.match(path) and body:
                     body = body.replace(b'"schemaVersion":2', b'"schemaVersion": 2', 1)
                 out = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP}
-                self.reply(resp.status_code, body if self.command == "GET" else b"", out)
+                cut = bool(blob) and blob.group("digest") in owner.truncate_blobs
+                self.reply(resp.status_code, body if self.command == "GET" else b"", out, cut)
 
         return Handler
 
@@ -381,7 +390,8 @@ class FrontProxy:
                 except FileNotFoundError:
                     self.reply(404)
                     return
-                self.reply(200, body, {"Content-Type": "application/octet-stream"})
+                self.reply(200, body, {"Content-Type": "application/octet-stream"},
+                           cut=digest in owner.truncate_blobs)  # fmt: skip
 
         return Handler
 

@@ -11,7 +11,8 @@ What is real and what is not
   ``/proc/sys/kernel/osrelease``, ``/etc/docker``, ``/var/lib`` (so ``/var/lib/docker``,
   ``/var/lib/containerd`` and ``/var/lib/airdock`` are the sandbox's), ``/var/log`` and
   ``/run`` (Debian's ``/var/run`` is a symlink to it).  Outside the namespace nothing changes.
-* Three shims on PATH, nothing else (``tests/rig/shims``): ``yum`` -> ``dnf --installroot``
+* Three shims on PATH, nothing else (``tests/rig/shims``, copied to a 0755 folder in /tmp so
+  an unprivileged run reaches them wherever the checkout is): ``yum`` -> ``dnf --installroot``
   (``yum shell``, ``history``, ``remove`` ... pass through), ``rpm`` -> ``rpm --root`` (a call
   that names its own ``--dbpath`` is passed through untouched: that is a private database,
   not the system one), ``systemctl`` -> starts/stops the host's real ``containerd`` and
@@ -39,6 +40,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -183,8 +185,9 @@ class Sandbox:
             "forcearch": self.root.arch if self.root.forcearch else None,
         }
         (self.base / "sandbox.json").write_text(json.dumps(config, indent=2) + "\n")
+        self.shims = reachable_shims()
         self.enter = self.base / "enter.sh"
-        self.enter.write_text(ENTER_SH.format(sb=quote_sh(self.base), shims=quote_sh(SHIMS)))
+        self.enter.write_text(ENTER_SH.format(sb=quote_sh(self.base), shims=quote_sh(self.shims)))
         for target in ("/etc/os-release", "/proc/sys/kernel/osrelease", "/etc/docker",
                        "/var/lib", "/var/log", "/run"):  # fmt: skip
             if not os.path.exists(target):
@@ -358,9 +361,30 @@ class Sandbox:
         for pid in processes_in(namespaces):
             terminate(pid, grace=5)
 
-    def remove(self) -> None:
+    def close(self) -> None:
+        """stop(), then remove the shims' copy (the sandbox's files stay for inspection)."""
         self.stop()
+        shutil.rmtree(self.shims, ignore_errors=True)
+
+    def remove(self) -> None:
+        self.close()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def reachable_shims() -> Path:
+    """A copy of the shims in a fresh 0755 folder under /tmp (1777).
+
+    A run as uid 65534 finds its tools with ``access(2)``, which drops the capabilities the
+    run keeps (CAP_DAC_READ_SEARCH): the checkout may sit below a folder that uid cannot
+    enter (a clone inside ``mktemp -d``, 0700), so the shims must not be reached through it.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="airdock-shims-"))
+    folder.chmod(0o755)
+    for shim in SHIMS.iterdir():
+        if shim.is_file():
+            shutil.copy2(shim, folder / shim.name)
+            (folder / shim.name).chmod(0o755)
+    return folder
 
 
 def process_alive(pid: int) -> bool:
