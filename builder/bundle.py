@@ -73,6 +73,7 @@ def build(
     try:
         plan = plan or make_plan(opts, downloader, workdir / "metadata", reporter)
         staging = workdir / plan.name
+        resolved = resolve_images(opts, downloader, reporter)  # before any RPM is fetched
         fetch_pinned_keys(opts, keyring, downloader, workdir / "keys", reporter)
         rpms = fetch_rpms(plan, downloader, staging / "rpms", opts.jobs, reporter)
         reporter.step(f"verifying {len(rpms)} RPM headers and signatures")
@@ -80,7 +81,7 @@ def build(
         reporter.step("writing repodata with createrepo_c")
         write_repodata(staging / "rpms", [p.filename for p in plan.packages], plan.created)
         key_entries = copy_keys(keyring, signers, staging / "keys")
-        images = pull_images(opts, downloader, staging, workdir, reporter)
+        images = pull_images(opts, resolved, staging, workdir, reporter)
         installer = copy_installer(staging)
         manifest = make_manifest(opts, plan, rpms, key_entries, images, installer)
         write_json(staging / "manifest.json", manifest)
@@ -178,25 +179,28 @@ def copy_keys(keyring: Keyring, fingerprints: set[str], dest: Path) -> list[dict
     return sorted(entries, key=lambda e: e["file"])
 
 
-def pull_images(
-    opts: BuildOptions, downloader: Downloader, staging: Path, workdir: Path, reporter: Reporter
-) -> list[dict]:
+def resolve_images(opts: BuildOptions, downloader: Downloader, reporter: Reporter) -> list:
+    """The images' platform manifests, resolved (and so the registry reached) up front."""
     if not opts.images:
         return []
     from .images import RegistryOptions
-    from .images import pull_images as pull
+    from .images import resolve_images as resolve
 
-    reporter.step(f"pulling {len(opts.images)} image(s) for {opts.arch}")
-    options = opts.registry_options or RegistryOptions()
-    return pull(
-        list(opts.images),
-        opts.arch,
-        downloader,
-        staging,
-        workdir / "images",
-        options,
-        jobs=opts.jobs,
+    reporter.step(f"resolving {len(opts.images)} image(s) for {opts.arch}")
+    return resolve(
+        list(opts.images), opts.arch, downloader, opts.registry_options or RegistryOptions()
     )
+
+
+def pull_images(
+    opts: BuildOptions, resolved: list, staging: Path, workdir: Path, reporter: Reporter
+) -> list[dict]:
+    if not resolved:
+        return []
+    from .images import fetch_images
+
+    reporter.step(f"pulling {len(resolved)} image(s) for {opts.arch}")
+    return fetch_images(resolved, opts.arch, staging, workdir / "images", jobs=opts.jobs)
 
 
 def copy_installer(staging: Path) -> dict:

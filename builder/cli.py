@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import __version__
 from .bundle import BuildResult, build
 from .diff import diff_manifests, format_diff, load_manifest
-from .download import Cache, Downloader
+from .download import DEFAULT_TIMEOUT, Cache, Downloader
 from .errors import AirdockError, UsageError
 from .mirrors import (
     PRESETS,
@@ -33,6 +33,7 @@ from .mirrors import (
     mirror_from_repo_file,
     resolve_chain,
 )
+from .names import one_line
 from .plan import (
     CLOSURES,
     DEFAULT_IMAGES,
@@ -74,7 +75,7 @@ class ConsoleReporter(Reporter):
 
     def step(self, message: str) -> None:
         if not self.quiet:
-            typer.echo(f"==> {message}", err=True)
+            typer.echo(f"==> {one_line(message)}", err=True)
 
     def bytes_started(self, label: str, total: int) -> None:
         self.bar = tqdm(
@@ -104,15 +105,17 @@ def run(action: Callable[[], T]) -> T:
     except AirdockError as exc:
         if DEBUG:
             raise
-        typer.echo(f"Error: {exc}", err=True)
+        typer.echo(f"Error: {one_line(str(exc))}", err=True)
         raise typer.Exit(exc.exit_code) from None
     except OSError as exc:  # the machine said no: permissions, a full disk, a file in the way
         if DEBUG:
             raise
         where = f" ({exc.filename})" if exc.filename else ""
         typer.echo(
-            f"Error: {exc.strerror or exc}{where}; check the path, its permissions and free "
-            "space (nothing was written under a final name)",
+            one_line(
+                f"Error: {exc.strerror or exc}{where}; check the path, its permissions and free "
+                "space (nothing was written under a final name)"
+            ),
             err=True,
         )
         raise typer.Exit(1) from None
@@ -121,11 +124,23 @@ def run(action: Callable[[], T]) -> T:
         raise typer.Exit(130) from None
 
 
-def make_downloader(cache_dir: Path | None, reporter: Reporter | None = None) -> Downloader:
+def make_downloader(
+    cache_dir: Path | None,
+    reporter: Reporter | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = 3,
+) -> Downloader:
+    if timeout <= 0:
+        raise UsageError(f"--timeout {timeout:g} must be more than 0 seconds")
+    if retries < 0:
+        raise UsageError(f"--retries {retries} must be 0 or more")
     cache = Cache(cache_dir or default_cache_dir())
     return Downloader(
         cache,
+        retries=retries,
+        timeout=timeout,
         on_progress=reporter.bytes_advanced if reporter else None,
+        on_retry=(lambda message: reporter.step(f"warning: {message}")) if reporter else None,
         user_agent=f"airdock/{__version__}",
     )
 
@@ -209,6 +224,14 @@ OPT_SPLIT = typer.Option(
     help="Write the tarball as parts of this size (e.g. 3900M for FAT32).",
 )
 OPT_JSON = typer.Option(False, "--json", help="Machine-readable summary on stdout.")
+OPT_TIMEOUT = typer.Option(
+    DEFAULT_TIMEOUT,
+    "--timeout",
+    metavar="SECONDS",
+    help="Per-read timeout and rate window: a transfer slower than 10 KiB/s over this window, "
+    "or a request longer than this plus its size at 10 KiB/s, is cut and retried.",
+)
+OPT_RETRIES = typer.Option(3, "--retries", metavar="N", help="Retries per file and mirror.")
 
 
 def _options(chain: MirrorChain, given: dict[str, Any], arch: str) -> BuildOptions:
@@ -298,6 +321,8 @@ def build_cmd(
     registry_user: Optional[str] = OPT_REGISTRY_USER,
     allow_mirror_drift: bool = OPT_ALLOW_DRIFT,
     split_size: Optional[str] = OPT_SPLIT,
+    timeout: float = OPT_TIMEOUT,
+    retries: int = OPT_RETRIES,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Resolve and print the plan; download no RPM."
     ),
@@ -308,7 +333,7 @@ def build_cmd(
 
     def body() -> None:
         reporter = ConsoleReporter(quiet=as_json)
-        downloader = make_downloader(cache_dir, reporter)
+        downloader = make_downloader(cache_dir, reporter, timeout, retries)
         opts = _options(_chain(mirror, os_mirror, repo_file, channel, downloader), given, arch)
         if dry_run:
             with tempfile.TemporaryDirectory(prefix="airdock-plan-") as tmp:
@@ -374,6 +399,8 @@ def release_cmd(
     registry_user: Optional[str] = OPT_REGISTRY_USER,
     allow_mirror_drift: bool = OPT_ALLOW_DRIFT,
     split_size: Optional[str] = OPT_SPLIT,
+    timeout: float = OPT_TIMEOUT,
+    retries: int = OPT_RETRIES,
     as_json: bool = OPT_JSON,
 ) -> None:
     """Build one reproducible bundle per (mirror, arch) and write RELEASES.json/.md."""
@@ -381,7 +408,7 @@ def release_cmd(
 
     def body() -> None:
         reporter = ConsoleReporter(quiet=as_json)
-        downloader = make_downloader(cache_dir, reporter)
+        downloader = make_downloader(cache_dir, reporter, timeout, retries)
         for a in arch:
             check_arch(a)
         base = _options(resolve_chain(mirror[0], os_mirror), given, arch[0])

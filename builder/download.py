@@ -22,61 +22,46 @@ Progress is reported through a callback with byte counts; the CLI owns the bar.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import requests.adapters
 import urllib3
+import urllib3.connection
 
+from .digests import Digest, file_digest
 from .errors import ChecksumError, MirrorError, NotFoundError
+from .names import one_line
+
+__all__ = ["Cache", "Digest", "Download", "Downloader", "Fetched", "file_digest", "parallel"]
 
 CHUNK = 1 << 16
-# repomd.xml may say "sha" for sha1 (createrepo < 0.9); everything else is a hashlib name.
-_ALGO_ALIASES = {"sha": "sha1"}
-_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _MAX_REDIRECTS = 5
+# The slowest link a download may run at: every transfer must move this many bytes per
+# ``timeout`` window, and every request must finish within timeout + its size at this rate.
+MIN_RATE = 10 * 1024
+DEFAULT_TIMEOUT = 60.0
+# Caps for documents whose size no metadata states (a hostile server could send gigabytes).
+DOCUMENT_LIMIT = 4 << 20  # repomd.xml, .repo files, registry manifests and indexes
+SMALL_LIMIT = 1 << 20  # tokens, error bodies, tag lists
 
 ProgressCallback = Callable[[int], None]
 T = TypeVar("T")
 A = TypeVar("A")
-
-
-@dataclass(frozen=True)
-class Digest:
-    """A checksum as metadata states it: algorithm name and lowercase hex value."""
-
-    algo: str
-    value: str
-
-    @classmethod
-    def of(cls, algo: str, value: str) -> Digest:
-        algo = _ALGO_ALIASES.get(algo.lower(), algo.lower())
-        if algo not in hashlib.algorithms_available:
-            raise ValueError(f"unsupported checksum type {algo!r}")
-        return cls(algo, value.lower())
-
-    @classmethod
-    def parse(cls, text: str) -> Digest:
-        """Parse ``algo:hex`` as used by registries (``sha256:…``)."""
-        algo, sep, value = text.partition(":")
-        if not sep or not value:
-            raise ValueError(f"not a digest: {text!r}")
-        return cls.of(algo, value)
-
-    def hasher(self) -> hashlib._Hash:
-        return hashlib.new(self.algo)
-
-    def __str__(self) -> str:
-        return f"{self.algo}:{self.value}"
 
 
 @dataclass(frozen=True)
@@ -89,6 +74,7 @@ class Download:
     size: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     label: str = ""
+    max_size: int | None = None  # a cap when ``size`` is unknown (documents)
 
     @property
     def name(self) -> str:
@@ -110,16 +96,6 @@ class TransientError(Exception):
     """A transient failure: worth another attempt (possibly resuming)."""
 
 
-def file_digest(path: Path, algos: Iterable[str] = ("sha256",)) -> dict[str, str]:
-    """Hash a file once with several algorithms."""
-    hashers = {a: hashlib.new(a) for a in algos}
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK * 16):
-            for h in hashers.values():
-                h.update(chunk)
-    return {a: h.hexdigest() for a, h in hashers.items()}
-
-
 class Cache:
     """Content-addressed store: ``<root>/<algo>/<hex[:2]>/<hex>``.
 
@@ -131,10 +107,15 @@ class Cache:
         self.root = Path(root)
 
     def path_for(self, digest: Digest) -> Path:
+        """Where an entry lives: derived from a validated, strong digest only."""
+        if not digest.strong:
+            raise ValueError(f"{digest.algo} does not key the cache")
         return self.root / digest.algo / digest.value[:2] / digest.value
 
     def lookup(self, digest: Digest) -> tuple[Path, str] | None:
         """Return (path, sha256) of a verified entry, or None."""
+        if not digest.strong:
+            return None
         path = self.path_for(digest)
         if not path.is_file():
             return None
@@ -179,6 +160,132 @@ class Stats:
                 setattr(self, key, getattr(self, key) + delta)
 
 
+class TooLargeError(MirrorError):
+    """A server sent more than the metadata promised or a cap allows: not retried there."""
+
+
+# -- deadlines: every request ends in time, however slowly a server answers ------------------
+_sockets = threading.local()
+
+
+def _thread_sockets() -> weakref.WeakSet[socket.socket]:
+    found = getattr(_sockets, "set", None)
+    if found is None:
+        found = _sockets.set = weakref.WeakSet()
+    return found
+
+
+class _TrackedHTTPConnection(urllib3.connection.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _thread_sockets().add(self.sock)
+
+
+class _TrackedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _thread_sockets().add(self.sock)
+
+
+class _TrackedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+
+class _TrackedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+_TRACKED_POOLS = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+
+class _TrackingAdapter(requests.adapters.HTTPAdapter):
+    """An adapter whose connections register their sockets, so a deadline can cut them.
+
+    requests has only per-read timeouts: a server that sends one byte a minute (in the
+    headers or the body) would hold a build forever. The sockets a thread opened are
+    shut down when its request's deadline passes; the blocked read then fails at once.
+    """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_TRACKED_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = dict(_TRACKED_POOLS)
+        return manager
+
+
+class Deadline:
+    """``with Deadline(seconds, what):`` - past it, this thread's sockets are shut down and
+    whatever the request raised becomes one TransientError saying so. Re-entrant: an inner
+    deadline inside an active one is the outer one."""
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds = seconds
+        self.what = what
+        self.expired = False
+        self._timer: threading.Timer | None = None
+
+    def _fire(self, sockets: list[weakref.ref[socket.socket]]) -> None:
+        self.expired = True
+        for ref in sockets:
+            sock = ref()
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> Deadline:
+        if getattr(_sockets, "deadline", None) is not None:
+            return self  # nested: the outer deadline rules
+        _sockets.deadline = self
+        tracked = _thread_sockets()
+
+        def fire() -> None:
+            self._fire([weakref.ref(s) for s in list(tracked)])
+
+        self._timer = threading.Timer(self.seconds, fire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if self._timer is None:
+            return
+        self._timer.cancel()
+        _sockets.deadline = None
+        if self.expired and exc is not None and isinstance(exc, Exception):
+            raise TransientError(
+                f"{self.what}: no complete answer within {self.seconds:.0f} s (the link is "
+                f"slower than {MIN_RATE // 1024} KiB/s or the server stalls; --timeout "
+                "allows more)"
+            ) from exc
+
+
+def read_capped(resp: requests.Response, limit: int, what: str) -> bytes:
+    """The body of ``resp`` (opened with stream=True), refusing more than ``limit`` bytes."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(
+            f"{what} announces {int(declared)} bytes, more than the {limit} allowed; "
+            "the server is broken or hostile — use another"
+        )
+    body = bytearray()
+    try:
+        for chunk in resp.raw.stream(CHUNK, decode_content=True):
+            body += chunk
+            if len(body) > limit:
+                raise TooLargeError(
+                    f"{what} is larger than the {limit} bytes allowed; "
+                    "the server is broken or hostile — use another"
+                )
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise TransientError(f"{what} broke off after {len(body)} bytes: {_reason(exc)}") from exc
+    return bytes(body)
+
+
 class Downloader:
     """Fetches files with verification, retries, resume, fallback and a cache."""
 
@@ -188,8 +295,9 @@ class Downloader:
         *,
         retries: int = 3,
         backoff: float = 0.5,
-        timeout: tuple[float, float] = (10.0, 60.0),
+        timeout: float = DEFAULT_TIMEOUT,
         on_progress: ProgressCallback | None = None,
+        on_retry: Callable[[str], None] | None = None,
         user_agent: str = "airdock",
     ) -> None:
         self.cache = cache
@@ -197,9 +305,14 @@ class Downloader:
         self.backoff = backoff
         self.timeout = timeout
         self.on_progress = on_progress
+        self.on_retry = on_retry
         self.user_agent = user_agent
         self.stats = Stats()
         self._local = threading.local()
+
+    def deadline(self, size: int, what: str) -> Deadline:
+        """The whole request, ``size`` bytes at the slowest rate allowed plus one timeout."""
+        return Deadline(self.timeout + size / MIN_RATE, what)
 
     # -- sessions -----------------------------------------------------------------
     def session(self) -> requests.Session:
@@ -208,6 +321,9 @@ class Downloader:
         if sess is None:
             sess = requests.Session()
             sess.headers["User-Agent"] = self.user_agent
+            adapter = _TrackingAdapter()
+            sess.mount("http://", adapter)
+            sess.mount("https://", adapter)
             self._local.session = sess
         return sess
 
@@ -218,12 +334,28 @@ class Downloader:
         headers: Mapping[str, str] | None = None,
         *,
         stream: bool = False,
+        limit: int = SMALL_LIMIT,
     ) -> requests.Response:
-        """One HTTP request, following redirects by hand.
+        """One HTTP request, following redirects by hand, within a deadline.
 
         ``Authorization`` is kept only while the scheme, host and port stay the
         same: a registry's token must never reach the storage host it redirects to.
+        Without ``stream`` the body is read here, at most ``limit`` bytes (more is a
+        TooLargeError), and is then ``resp.content``; with ``stream`` the caller reads it
+        (inside its own deadline).
         """
+        with self.deadline(limit, url):
+            resp = self._follow(method, url, headers)
+            if not stream:
+                with resp:
+                    body = read_capped(resp, limit, url)
+                resp._content = body  # what requests itself stores for a non-streamed body
+                resp._content_consumed = True
+            return resp
+
+    def _follow(
+        self, method: str, url: str, headers: Mapping[str, str] | None
+    ) -> requests.Response:
         hdrs = dict(headers or {})
         origin = urlsplit(url)[:2]
         for _ in range(_MAX_REDIRECTS + 1):
@@ -232,26 +364,40 @@ class Downloader:
                     method,
                     url,
                     headers=hdrs,
-                    stream=stream,
-                    timeout=self.timeout,
+                    stream=True,
+                    timeout=(min(10.0, self.timeout), self.timeout),
                     allow_redirects=False,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise TransientError(f"cannot reach {url}: {_reason(exc)}") from exc
+            except requests.RequestException as exc:
+                raise MirrorError(f"cannot fetch {url}: {_reason(exc)}") from exc
             if resp.is_redirect and "location" in resp.headers:
-                url = urljoin(url, resp.headers["location"])
+                target = urljoin(url, resp.headers["location"])
                 resp.close()
+                if urlsplit(target).scheme not in ("http", "https"):
+                    raise MirrorError(
+                        f"{url} redirects to {one_line(target, 200)}, which is not an HTTP URL; "
+                        "refusing it — use another mirror"
+                    )
+                url = target
                 if urlsplit(url)[:2] != origin:
                     hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
                 continue
             return resp
-        raise MirrorError(f"too many redirects starting from {url}")
+        raise MirrorError(f"too many redirects starting from {url}; use another mirror")
 
     # -- single file --------------------------------------------------------------
     def fetch(self, item: Download) -> Fetched:
-        """Fetch one file into ``item.dest``; raise an AirdockError when it cannot."""
-        if item.digest and self.cache:
-            hit = self.cache.lookup(item.digest)
+        """Fetch one file into ``item.dest``; raise an AirdockError when it cannot.
+
+        With a cache, the download is written inside the cache (beside its entry, so the
+        entry appears by a rename on one filesystem) and then linked or copied to
+        ``item.dest``, which may be on another filesystem (a USB stick).
+        """
+        cached = item.digest if self.cache and item.digest and item.digest.strong else None
+        if cached is not None and self.cache is not None:
+            hit = self.cache.lookup(cached)
             if hit:
                 path, sha256 = hit
                 place(path, item.dest)
@@ -261,8 +407,12 @@ class Downloader:
                     self.on_progress(size)
                 return Fetched(item.dest, sha256, size, None, True)
 
-        item.dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = item.dest.with_name(f".{item.dest.name}.part{os.getpid()}.{threading.get_ident()}")
+        if cached is not None and self.cache is not None:
+            folder = self.cache.path_for(cached).parent
+        else:
+            folder = item.dest.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{item.dest.name}.part{os.getpid()}.{threading.get_ident()}"
         errors: list[str] = []
         not_found: list[str] = []
         mismatch: ChecksumError | None = None
@@ -280,10 +430,10 @@ class Downloader:
                 except MirrorError as exc:
                     errors.append(str(exc))
                     continue
-                if item.digest and self.cache:
-                    stored = self.cache.store(tmp, item.digest)
-                    place(stored, item.dest)
+                if cached is not None and self.cache is not None:
+                    place(self.cache.store(tmp, cached), item.dest)
                 else:
+                    item.dest.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(tmp, item.dest)
                 self.stats.add(fetched=1)
                 return Fetched(item.dest, sha256, size, url, False)
@@ -295,18 +445,26 @@ class Downloader:
             raise NotFoundError(errors[-1])
         raise MirrorError(errors[-1] if errors else f"no URL to fetch {item.name} from")
 
-    def retrying(self, attempt: Callable[[], T]) -> T:
-        """Call ``attempt`` until it stops raising TransientError, backing off exponentially."""
+    def retrying(self, attempt: Callable[[], T], what: str = "") -> T:
+        """Call ``attempt`` until it stops raising TransientError, backing off exponentially.
+
+        Each retry is reported once (``on_retry``: which attempt and why); the final error
+        names the last reason and the number of attempts.
+        """
         last = ""
-        for n in range(self.retries + 1):
+        attempts = self.retries + 1
+        for n in range(attempts):
             if n:
                 self.stats.add(retries=1)
+                if self.on_retry:
+                    of = f" of {what}" if what else ""
+                    self.on_retry(f"retry {n}/{self.retries}{of}: {last}")
                 time.sleep(self.backoff * (2 ** (n - 1)))
             try:
                 return attempt()
             except TransientError as exc:
                 last = str(exc)
-        raise MirrorError(f"{last} (gave up after {self.retries + 1} attempts)")
+        raise MirrorError(f"{last} (gave up after {attempts} attempts)")
 
     def _fetch_url_with_retries(self, url: str, item: Download, tmp: Path) -> tuple[str, int]:
         """Fetch from one URL; a digest mismatch is retried from scratch, then reported."""
@@ -316,14 +474,18 @@ class Downloader:
         def once() -> tuple[str, int]:
             mismatch.clear()
             try:
-                return self._fetch_once(url, item, tmp)
+                with self.deadline(item.size or item.max_size or DOCUMENT_LIMIT, url):
+                    return self._fetch_once(url, item, tmp)
             except ChecksumError as exc:
                 tmp.unlink(missing_ok=True)
                 mismatch.append(exc)
                 raise TransientError(str(exc)) from exc
+            except TooLargeError:
+                tmp.unlink(missing_ok=True)
+                raise
 
         try:
-            return self.retrying(once)
+            return self.retrying(once, item.name)
         except MirrorError:
             if mismatch:
                 raise mismatch[0] from None
@@ -334,18 +496,31 @@ class Downloader:
         headers = dict(item.headers)
         if have:
             headers["Range"] = f"bytes={have}-"
+        limit = item.size if item.size is not None else item.max_size
         resp = self.request("GET", url, headers, stream=True)
         with resp:
             if resp.status_code == 404 or resp.status_code == 410:
                 raise NotFoundError(f"{url} not found (HTTP {resp.status_code})")
-            if resp.status_code in _RETRY_STATUS:
+            if resp.status_code in RETRY_STATUS:
                 raise TransientError(f"{url} answered HTTP {resp.status_code}")
+            if resp.status_code == 416 and have:
+                tmp.unlink(missing_ok=True)  # it cannot resume what it sent: start again
+                raise TransientError(f"{url} cannot resume after {have} bytes (HTTP 416)")
             if resp.status_code == 206 and have:
                 mode = "ab"
             elif resp.status_code == 200:
                 mode, have = "wb", 0
             else:
-                raise MirrorError(f"{url} answered HTTP {resp.status_code} {resp.reason}")
+                raise MirrorError(
+                    f"{url} answered HTTP {resp.status_code} {one_line(resp.reason or '', 200)}"
+                )
+            declared = resp.headers.get("Content-Length", "")
+            if limit is not None and declared.isdigit() and have + int(declared) > limit:
+                raise TooLargeError(
+                    f"{url} announces {have + int(declared)} bytes, "
+                    f"{'the metadata says' if item.size is not None else 'the limit is'} "
+                    f"{limit}; that mirror is broken or hostile — use another"
+                )
 
             hashers = {"sha256": hashlib.sha256()}
             if item.digest and item.digest.algo != "sha256":
@@ -356,16 +531,33 @@ class Downloader:
                         for h in hashers.values():
                             h.update(chunk)
             got = have
+            window_start, window_bytes = time.monotonic(), 0
             try:
                 with open(tmp, mode) as out:
                     for chunk in resp.raw.stream(CHUNK, decode_content=False):
+                        if limit is not None and got + len(chunk) > limit:
+                            raise TooLargeError(
+                                f"{url} sent more than the {limit} bytes "
+                                f"{'the metadata promises' if item.size is not None else 'allowed'}"
+                                "; that mirror is broken or hostile — use another"
+                            )
                         out.write(chunk)
                         for h in hashers.values():
                             h.update(chunk)
                         got += len(chunk)
+                        window_bytes += len(chunk)
                         self.stats.add(network_bytes=len(chunk))
                         if self.on_progress:
                             self.on_progress(len(chunk))
+                        now = time.monotonic()
+                        if now - window_start >= self.timeout:
+                            if window_bytes < MIN_RATE * self.timeout:
+                                raise TransientError(
+                                    f"{url} sent only {window_bytes} bytes in "
+                                    f"{now - window_start:.0f} s (slower than "
+                                    f"{MIN_RATE // 1024} KiB/s)"
+                                )
+                            window_start, window_bytes = now, 0
             except (
                 requests.RequestException,
                 urllib3.exceptions.HTTPError,
@@ -376,11 +568,8 @@ class Downloader:
                     f"download of {url} broke off after {got} bytes: {_reason(exc)}"
                 ) from exc
 
-        if item.size is not None and got != item.size:
-            if got < item.size:
-                raise TransientError(f"{url} ended after {got} of {item.size} bytes")
-            tmp.unlink(missing_ok=True)
-            raise TransientError(f"{url} sent {got} bytes, the metadata says {item.size}")
+        if item.size is not None and got < item.size:
+            raise TransientError(f"{url} ended after {got} of {item.size} bytes")
         sha256 = hashers["sha256"].hexdigest()
         if item.digest:
             actual = hashers[item.digest.algo].hexdigest()
@@ -398,11 +587,16 @@ class Downloader:
         return parallel(self.fetch, items, jobs)
 
     def get_bytes(
-        self, urls: Sequence[str], label: str, workdir: Path, digest: Digest | None = None
+        self,
+        urls: Sequence[str],
+        label: str,
+        workdir: Path,
+        digest: Digest | None = None,
+        limit: int = DOCUMENT_LIMIT,
     ) -> tuple[bytes, str]:
-        """Fetch a small document (repomd.xml, a .repo file) and return (bytes, url)."""
+        """Fetch a small document (repomd.xml, a .repo file), at most ``limit`` bytes."""
         dest = workdir / f".{label}.download"
-        got = self.fetch(Download(tuple(urls), dest, digest, label=label))
+        got = self.fetch(Download(tuple(urls), dest, digest, label=label, max_size=limit))
         try:
             return dest.read_bytes(), got.url or ""
         finally:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .download import Downloader, file_digest, parallel
-from .errors import UsageError, VerifyError
+from .errors import MirrorError, UsageError, VerifyError
 from .imagearchive import Blob, write_image_archive
 from .registry import (
     CONFIG_TYPES,
@@ -89,25 +89,44 @@ class _Clients:
         return docker_config_credentials(config, host)
 
 
-def pull_images(
-    references: Sequence[str],
-    arch: str,
-    downloader: Downloader,
-    bundle_dir: Path,
-    workdir: Path,
-    options: RegistryOptions,
-    jobs: int = 4,
-) -> list[dict]:
-    """Pull each reference for ``arch`` into ``bundle_dir/images/``; return the Image objects.
+def resolve_images(
+    references: Sequence[str], arch: str, downloader: Downloader, options: RegistryOptions
+) -> list[_Image]:
+    """Every reference resolved to its verified platform manifest (small documents only).
 
-    The objects are those of the "Image object" table in docs/bundle-format.md,
-    in the order of ``references`` (duplicates removed).
+    Runs before any RPM is downloaded, so a typo, a private image or an unreachable
+    registry fails the build before hundreds of megabytes are fetched.
     """
     platform = platform_for_arch(arch)
-    refs = _unique_refs(references)
     clients = _Clients(downloader, options)
-    images = [_resolve(ref, clients.for_ref(ref), platform) for ref in refs]
+    images = []
+    for ref in _unique_refs(references):
+        client = clients.for_ref(ref)
+        try:
+            images.append(_resolve(ref, client, platform))
+        except MirrorError as exc:
+            if type(exc) is not MirrorError:
+                raise  # not found, refused, tampered: the message already says what to do
+            raise MirrorError(
+                f"cannot pull {ref} from {client.name}: {exc}; where the registry is blocked, "
+                "use --registry-mirror URL (a pull-through mirror) or build with --no-images"
+            ) from exc
+    return images
 
+
+def fetch_images(
+    images: Sequence[_Image],
+    arch: str,
+    bundle_dir: Path,
+    workdir: Path,
+    jobs: int = 4,
+) -> list[dict]:
+    """Fetch the blobs of resolved images and write ``bundle_dir/images/*.tar``.
+
+    Returns the objects of the "Image object" table in docs/bundle-format.md, in the
+    order of the references (duplicates removed).
+    """
+    platform = platform_for_arch(arch)
     blobs: dict[str, tuple[_Image, Descriptor, str]] = {}
     for img in images:
         blobs.setdefault(img.config.digest, (img, img.config, f"{img.ref} config"))
@@ -123,6 +142,20 @@ def pull_images(
     paths.update(_fetch_blobs(blobs, workdir / "blobs", jobs))
 
     return [_write(img, platform, paths, bundle_dir) for img in images]
+
+
+def pull_images(
+    references: Sequence[str],
+    arch: str,
+    downloader: Downloader,
+    bundle_dir: Path,
+    workdir: Path,
+    options: RegistryOptions,
+    jobs: int = 4,
+) -> list[dict]:
+    """Resolve, then fetch: each reference for ``arch`` into ``bundle_dir/images/``."""
+    images = resolve_images(references, arch, downloader, options)
+    return fetch_images(images, arch, bundle_dir, workdir, jobs)
 
 
 def _fetch_blobs(

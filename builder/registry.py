@@ -38,7 +38,16 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .download import Digest, Download, Downloader, Fetched, TransientError
+from .digests import is_registry_digest
+from .download import (
+    RETRY_STATUS,
+    SMALL_LIMIT,
+    Digest,
+    Download,
+    Downloader,
+    Fetched,
+    TransientError,
+)
 from .errors import ChecksumError, MirrorError, NotFoundError, UsageError
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -69,12 +78,10 @@ DOCKER_HUB_URL = "https://registry-1.docker.io"
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 _MAX_MANIFEST = 4 << 20  # the distribution spec's limit for a manifest
 _TOKEN_MARGIN = 30.0  # seconds: renew a token this long before it expires (at most half its life)
-_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}$")
 _HOST_RE = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?$")
 
 
@@ -110,10 +117,13 @@ class Reference:
         digest = None
         if "@" in text:
             text, digest = text.split("@", 1)
-            if not _DIGEST_RE.match(digest):
-                raise UsageError(f"invalid image reference {original!r}: bad digest {digest!r}")
-            algo, hexpart = digest.split(":", 1)
+            algo, _, hexpart = digest.partition(":")
             digest = f"{algo}:{hexpart.lower()}"
+            if not is_registry_digest(digest):
+                raise UsageError(
+                    f"invalid image reference {original!r}: bad digest {digest!r} "
+                    "(write sha256:<64 hex> or sha512:<128 hex>)"
+                )
         tag = None
         last = text.rsplit("/", 1)[-1]
         if ":" in last:
@@ -437,10 +447,14 @@ class RegistryClient:
         self._lock = threading.Lock()
 
     # -- HTTP with retries ----------------------------------------------------------------
-    def _request(self, url: str, headers: Mapping[str, str]) -> requests.Response:
+    def _request(
+        self, url: str, headers: Mapping[str, str], limit: int = SMALL_LIMIT
+    ) -> requests.Response:
+        """GET with retries; the body (at most ``limit`` bytes) is read within a deadline."""
+
         def once() -> requests.Response:
-            resp = self.downloader.request("GET", url, headers)
-            if resp.status_code in _RETRY_STATUS:
+            resp = self.downloader.request("GET", url, headers, limit=limit)
+            if resp.status_code in RETRY_STATUS:
                 resp.close()
                 raise TransientError(f"{url} answered HTTP {resp.status_code}")
             return resp
@@ -549,7 +563,7 @@ class RegistryClient:
         """
         url = f"{self.base_url}/v2/{repository}/manifests/{ref}"
         headers = {"Accept": ACCEPT, **self.auth_header(repository)}
-        resp = self._request(url, headers)
+        resp = self._request(url, headers, _MAX_MANIFEST)
         with resp:
             if resp.status_code in (401, 403):
                 raise self._auth_refused(repository, resp.status_code)
@@ -562,30 +576,27 @@ class RegistryClient:
             raw = resp.content
             content_type = resp.headers.get("Content-Type", "")
             announced = resp.headers.get("Docker-Content-Digest")
-        if len(raw) > _MAX_MANIFEST:
-            raise MirrorError(f"{where}: the manifest is larger than {_MAX_MANIFEST} bytes")
-        expected = ref if _DIGEST_RE.match(ref) else announced
-        if expected:
-            try:
-                algo = Digest.parse(expected).algo
-            except ValueError as exc:
-                raise MirrorError(f"{self.name} sent a malformed digest {expected!r}") from exc
-        else:
-            algo = "sha256"
+        if announced is not None and not is_registry_digest(announced):
+            raise MirrorError(
+                f"{self.name} sent a malformed Docker-Content-Digest {announced[:80]!r} for "
+                f"{where}; the registry is broken or hostile — use another"
+            )
+        expected = ref if is_registry_digest(ref) else announced
+        algo = Digest.parse(expected).algo if expected else "sha256"
         actual = digest_of(raw, algo)
         for claimed, source in ((ref, "the reference"), (announced, "Docker-Content-Digest")):
-            comparable = claimed and _DIGEST_RE.match(claimed) and claimed.startswith(algo + ":")
-            if comparable and claimed.lower() != actual:
+            comparable = claimed and is_registry_digest(claimed) and claimed.startswith(algo + ":")
+            if comparable and claimed != actual:
                 raise ChecksumError(
                     f"digest mismatch for the manifest of {where} from {url}: expected "
-                    f"{claimed.lower()} ({source}), got {actual}; the registry or mirror "
+                    f"{claimed} ({source}), got {actual}; the registry or mirror "
                     "is damaged or tampered with — retry later or use another registry"
                 )
         return parse_manifest(raw, content_type, actual, where)
 
     def _not_found(self, resp: requests.Response, repository: str, ref: str, where: str) -> str:
         codes = _error_codes(resp)
-        if "NAME_UNKNOWN" not in codes and not _DIGEST_RE.match(ref):
+        if "NAME_UNKNOWN" not in codes and not is_registry_digest(ref):
             # distribution answers MANIFEST_UNKNOWN for unknown repositories too: ask again
             url = f"{self.base_url}/v2/{repository}/tags/list?n=1"
             try:
@@ -596,7 +607,7 @@ class RegistryClient:
                 pass
         if "NAME_UNKNOWN" in codes:
             return f"image {where} not found: {self.name} has no repository {repository}"
-        what = "manifest" if _DIGEST_RE.match(ref) else "tag"
+        what = "manifest" if is_registry_digest(ref) else "tag"
         return f"image {where} not found: {self.name} has no {what} {ref} in {repository}"
 
     # -- blobs ----------------------------------------------------------------------------

@@ -10,18 +10,29 @@ maintains, instead of ad-hoc XML code.
 
 from __future__ import annotations
 
+import bz2
+import dataclasses
 import gzip
 import hashlib
+import lzma
 import tempfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import libcomps
 import solv
+from defusedxml import ElementTree
 
-from .download import Digest, Download, Downloader
+from .download import Digest, Download, Downloader, TooLargeError
 from .errors import MirrorError, NotFoundError
+from .names import check_href
+
+# Caps where repomd.xml states no size: compressed metadata, and what it may expand to.
+METADATA_LIMIT = 256 << 20
+METADATA_OPEN_LIMIT = 1 << 30
+_DECOMPRESSORS = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open}
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,7 @@ class Record:
     digest: Digest
     size: int | None
     timestamp: int
+    open_size: int | None = None  # uncompressed size: the bound for decompressing it
 
 
 @dataclass
@@ -88,14 +100,66 @@ def parse_repomd(data: bytes, source: str) -> dict[str, Record]:
         try:
             digest = Digest.of(chk.typestr(), chk.hex())
         except ValueError as exc:
-            raise MirrorError(f"{source}: {exc}") from exc
+            raise MirrorError(
+                f"{source}: {exc}; the repository metadata is broken or hostile — "
+                "use another mirror"
+            ) from exc
+        check_href(href, source)
         size = pos.lookup_num(solv.REPOSITORY_REPOMD_SIZE) or None
         records[kind] = Record(
             kind, href, digest, size, pos.lookup_num(solv.REPOSITORY_REPOMD_TIMESTAMP)
         )
     if "primary" not in records:
         raise MirrorError(f"{source} names no primary metadata; is this a yum repository?")
+    for kind, size in _open_sizes(data).items():
+        if kind in records:
+            records[kind] = dataclasses.replace(records[kind], open_size=size)
     return records
+
+
+def _open_sizes(data: bytes) -> dict[str, int]:
+    """``<open-size>`` per record type (libsolv does not expose it); {} when unreadable."""
+    try:
+        root = ElementTree.fromstring(data)
+    except ElementTree.ParseError:
+        return {}
+    sizes = {}
+    for node in root.iter():
+        if node.tag.rsplit("}", 1)[-1] != "data":
+            continue
+        for child in node:
+            text = (child.text or "").strip()
+            if child.tag.rsplit("}", 1)[-1] == "open-size" and text.isdigit():
+                sizes[node.get("type", "")] = int(text)
+    return sizes
+
+
+def check_uncompressed_size(path: Path, record: Record, source: str) -> None:
+    """Refuse a compressed file that expands beyond its ``open-size`` (a decompression bomb)
+    before libsolv or libcomps expand it in memory."""
+    limit = record.open_size if record.open_size is not None else METADATA_OPEN_LIMIT
+    with open(path, "rb") as raw:
+        magic = raw.read(6)
+    opener = _DECOMPRESSORS.get(magic[:2]) or _DECOMPRESSORS.get(magic[:3])
+    if magic[:6] == b"\xfd7zXZ\x00":
+        opener = lzma.open
+    if opener is None:
+        return  # plain XML (its size was checked) or zstd, which libsolv reads itself
+    total = 0
+    try:
+        with opener(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    raise MirrorError(
+                        f"{source}: {record.type} metadata expands beyond {limit} bytes "
+                        "(repomd.xml's open-size); the mirror is broken or hostile — use another"
+                    )
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+        raise MirrorError(
+            f"{source}: {record.type} metadata is not readable ({exc}); "
+            "the mirror is broken — use another"
+        ) from exc
 
 
 def fetch_repo(
@@ -114,8 +178,13 @@ def fetch_repo(
             f"no yum repository at {' or '.join(baseurls)} ({candidates[-1]} not found); "
             "check the mirror prefix, --arch and --channel"
         ) from exc
+    except TooLargeError:
+        raise
     except MirrorError as exc:
-        raise MirrorError(f"mirror unreachable: {exc}") from exc
+        raise MirrorError(
+            f"mirror unreachable: {exc}; check the network, DNS and proxy (HTTPS_PROXY is "
+            "honoured) or choose another mirror (`airdock mirrors`, e.g. --mirror aliyun)"
+        ) from exc
     first = candidates.index(used) if used in candidates else 0
     ordered = [baseurls[first]] + [b for i, b in enumerate(baseurls) if i != first]
     repo = Repo(repo_id, ordered, hashlib.sha256(data).hexdigest(), parse_repomd(data, used))
@@ -132,10 +201,12 @@ def fetch_records(downloader: Downloader, repo: Repo, workdir: Path, types: Sequ
             r.digest,
             r.size,
             label=f"{repo.id} {r.type} metadata",
+            max_size=METADATA_LIMIT,
         )
         for r in wanted
     ]
     for rec, got in zip(wanted, downloader.fetch_all(items, jobs=len(items) or 1)):
+        check_uncompressed_size(got.path, rec, f"{repo.id} ({got.url or repo.baseurl})")
         repo.files[rec.type] = got.path
 
 

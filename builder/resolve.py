@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import solv
 
 from .download import Digest
-from .errors import ResolveError, UsageError
+from .errors import MirrorError, ResolveError, UsageError
+from .names import check_href, check_nevra
 from .repodata import Repo
 
 DOCKER_FAMILY = ("docker-ce", "docker-ce-cli", "docker-ce-rootless-extras")
@@ -235,7 +236,17 @@ class Solver:
                 f"{s.str()} in {repo.id} has no location or checksum in "
                 "primary.xml; the mirror's metadata is broken"
             )
+        source = f"{repo.id} ({repo.baseurl})"
+        check_href(href, source, rpm=True)
         epoch, version, release = split_evr(s.evr)
+        check_nevra(s.name, version, release, s.arch, source)
+        try:
+            digest = Digest.of(chk.typestr(), chk.hex())
+        except ValueError as exc:
+            raise MirrorError(
+                f"{source}: {s.name} has a malformed checksum ({exc}); "
+                "the mirror's metadata is broken or hostile — use another mirror"
+            ) from exc
         return Package(
             name=s.name,
             epoch=epoch,
@@ -245,7 +256,7 @@ class Solver:
             repo_id=repo.id,
             urls=repo.urls(href),
             href=href,
-            digest=Digest.of(chk.typestr(), chk.hex()),
+            digest=digest,
             size=s.lookup_num(solv.SOLVABLE_DOWNLOADSIZE),
             requested=requested,
         )

@@ -314,8 +314,8 @@ def test_substituted_file_is_refused_before_the_bundle_is_written(request, tmp_p
     with MirrorServer(www) as server:
         result = build(tmp_path, builder_mirror_args(fixture, server.url))
     assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    lines = result.output.strip().splitlines()  # --json: nothing on stdout after an error
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     assert f"the RPM header says {got.name}-{got.epoch or 0}:{got.version}-{got.release}." \
         f"{file_arch}" in lines[0]  # fmt: skip
     assert f"the repository metadata says {claimed.name}-{claimed.epoch or 0}:" \

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from builder.cli import app
-from builder.download import Digest
+from builder.download import Cache, Digest
 from builder.errors import AirdockError, MirrorError
 from builder.mirrors import PRESETS, resolve_mirror
 from builder.repodata import parse_repomd
@@ -62,12 +62,54 @@ def test_split_evr():
 
 
 def test_digest_parsing_and_aliases():
-    assert str(Digest.parse("sha256:ABCD")) == "sha256:abcd"
-    assert Digest.of("sha", "00").algo == "sha1"
-    with pytest.raises(ValueError):
-        Digest.parse("nodigest")
+    hex64 = "ab" * 32
+    assert str(Digest.parse(f"sha256:{hex64}")) == f"sha256:{hex64}"
+    assert str(Digest.of("SHA256", hex64.upper())) == f"sha256:{hex64}"  # metadata: any case
+    sha1 = Digest.of("sha", "00" * 20)
+    assert sha1.algo == "sha1" and not sha1.strong and Digest.parse(f"sha512:{'0' * 128}").strong
     with pytest.raises(ValueError):
         Digest.of("crc32", "00")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nodigest",
+        "sha256:ABCD",
+        f"sha256:{'AB' * 32}",  # registries write lower case
+        f"sha256:{'ab' * 31}",
+        f"sha256:{'ab' * 33}",
+        f"sha256:../../{'a' * 58}",
+        "sha256:../../../../tmp/victim",
+        f"sha1:{'ab' * 20}",  # no weak digests from registries
+        f"md5:{'ab' * 16}",
+        f"sha256:{'ab' * 32}\n",
+        f" sha256:{'ab' * 32}",
+    ],
+)
+def test_registry_digests_are_exact(text):
+    """A digest becomes a cache path and an archive name: anything else is refused."""
+    with pytest.raises(ValueError):
+        Digest.parse(text)
+
+
+@pytest.mark.parametrize(
+    "algo, value",
+    [("sha256", "00"), ("sha256", "../" + "a" * 61), ("md5", "zz" * 16), ("sha512", "ab" * 32)],
+)
+def test_metadata_digests_are_exact(algo, value):
+    with pytest.raises(ValueError):
+        Digest.of(algo, value)
+
+
+def test_weak_digests_never_key_the_cache(tmp_path):
+    cache = Cache(tmp_path)
+    weak = Digest.of("sha1", "ab" * 20)
+    assert cache.lookup(weak) is None
+    with pytest.raises(ValueError):
+        cache.path_for(weak)
+    strong = Digest.of("sha256", "ab" * 32)
+    assert cache.path_for(strong) == tmp_path / "sha256" / "ab" / ("ab" * 32)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +207,7 @@ def _pkg(name: str, digest: str):
         "r",
         ("http://m/x.rpm",),
         "x.rpm",
-        Digest("sha256", digest),
+        Digest("sha256", digest * 32),
         1,
         False,
     )
@@ -177,7 +219,9 @@ def test_plan_drift_names_package_and_mirrors():
     same = plan_drift({"aliyun": [_pkg("a", "11"), _pkg("b", "22")], "docker": [_pkg("a", "11")]})
     assert same == []
     [problem] = plan_drift({"aliyun": [_pkg("a", "11")], "docker": [_pkg("a", "99")]})
-    assert problem == "a-0:1.0-1.el7.x86_64: aliyun has sha256:11, docker has sha256:99"
+    assert problem == (
+        f"a-0:1.0-1.el7.x86_64: aliyun has sha256:{'11' * 32}, docker has sha256:{'99' * 32}"
+    )
 
 
 def test_image_drift_compares_per_reference_and_platform():

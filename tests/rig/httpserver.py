@@ -28,6 +28,11 @@ then the path is served normally again):
 ``override(path, body, times=None)``    serve ``body`` (bytes) instead of the file
 ``redirect(path_prefix, to_base, status=307, times=None)``  Location = to_base + rest
 ``slow(path, seconds, times=None)``     sleep before answering that path
+``reset(path, times=None)``             read the request, then close with a TCP reset
+``lie_length(path, length, times=None)``  announce ``length`` bytes, send the file, hang up
+``endless(path, times=None)``           200 with no Content-Length, zeros until the client
+                                        hangs up (a response of unbounded size)
+``trickle(path, rate, times=None)``     headers and body at ``rate`` bytes/second
 ``server.delay``                        seconds to sleep before every response
 ``server.rate``                         bytes/second cap per response (None = unlimited)
 
@@ -43,6 +48,7 @@ import email.utils
 import html
 import os
 import socket
+import struct
 import threading
 import time
 import urllib.parse
@@ -60,13 +66,14 @@ class Request(NamedTuple):
 
 @dataclass
 class _Rule:
-    kind: str  # fail | corrupt | truncate | override | redirect | slow
+    kind: str  # fail | corrupt | truncate | override | redirect | slow | reset | ...
     path: str
     times: int | None
     status: int = 503
     body: bytes = b""
     to_base: str = ""
     seconds: float = 0.0
+    length: int = 0
 
     def matches(self, path: str) -> bool:
         if self.kind == "redirect":
@@ -210,6 +217,18 @@ class MirrorServer:
     def slow(self, path: str, seconds: float, times: int | None = None) -> None:
         self._add(_Rule("slow", path, times, seconds=seconds))
 
+    def reset_connection(self, path: str, times: int | None = None) -> None:
+        self._add(_Rule("reset", path, times))
+
+    def lie_length(self, path: str, length: int, times: int | None = None) -> None:
+        self._add(_Rule("lie_length", path, times, length=length))
+
+    def endless(self, path: str, times: int | None = None) -> None:
+        self._add(_Rule("endless", path, times))
+
+    def trickle(self, path: str, rate: float, times: int | None = None) -> None:
+        self._add(_Rule("trickle", path, times, seconds=rate))
+
     def pending(self) -> int:
         """Number of rules that can still fire (``times=None`` rules always count)."""
         with self._lock:
@@ -272,7 +291,61 @@ class MirrorServer:
             entry["sent"] = len(body)
             h.wfile.write(body)
 
+    def _hostile(self, h, path, rule, entry) -> bool:
+        """The faults that break HTTP itself; True when the request was answered here."""
+        if rule.kind == "reset":
+            h.close_connection = True
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 1, 0))  # fmt: skip
+            entry["status"] = "reset"
+            return True
+        if rule.kind == "endless":
+            h.close_connection = True
+            h.send_response(200)
+            h.send_header("Content-Type", _content_type(path))
+            h.send_header("Connection", "close")
+            h.end_headers()
+            entry["status"] = 200
+            zeros = b"\0" * 65536
+            with contextlib.suppress(OSError):
+                for _ in range(1 << 15):  # 2 GiB at most, stops when the client hangs up
+                    h.wfile.write(zeros)
+                    entry["sent"] += len(zeros)
+            return True
+        target = self._resolve(path)
+        data = target.read_bytes() if target is not None and target.is_file() else b""
+        if rule.kind == "lie_length":
+            h.close_connection = True
+            h.send_response(200)
+            h.send_header("Content-Type", _content_type(path))
+            h.send_header("Content-Length", str(rule.length))
+            h.end_headers()
+            entry["status"] = 200
+            with contextlib.suppress(OSError):
+                self._write(h, data, entry)
+                h.wfile.flush()
+                h.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        if rule.kind == "trickle":
+            h.close_connection = True
+            head = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: {_content_type(path)}\r\n"
+                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+            ).encode()
+            entry["status"] = 200
+            with contextlib.suppress(OSError):
+                for i in range(len(head + data)):
+                    h.wfile.write((head + data)[i : i + 1])
+                    h.wfile.flush()
+                    entry["sent"] += 1
+                    time.sleep(1 / rule.seconds)
+            return True
+        return False
+
     def _respond(self, h, head, path, parsed, rule, entry) -> None:
+        if rule is not None and rule.kind in ("reset", "endless", "lie_length", "trickle"):
+            self._hostile(h, path, rule, entry)
+            return
         if rule is not None and rule.kind == "fail":
             self._simple(h, entry, rule.status, f"injected {rule.status}\n".encode(), head)
             return
