@@ -209,6 +209,12 @@ OPT_SPLIT = typer.Option(
     help="Write the tarball as parts of this size (e.g. 3900M for FAT32).",
 )
 OPT_JSON = typer.Option(False, "--json", help="Machine-readable summary on stdout.")
+OPT_NO_WAIT = typer.Option(
+    False,
+    "--no-wait",
+    help="Fail at once instead of waiting when another build is writing the same bundle "
+    "into the output folder.",
+)
 
 
 def _options(chain: MirrorChain, given: dict[str, Any], arch: str) -> BuildOptions:
@@ -236,6 +242,7 @@ def _options(chain: MirrorChain, given: dict[str, Any], arch: str) -> BuildOptio
         registry_options=_registry_options(given["registry_mirror"], given["registry_user"]),
         allow_mirror_drift=given["allow_mirror_drift"],
         split_size=parse_size(given["split_size"]) if given["split_size"] else None,
+        wait=not given["no_wait"],
     )
 
 
@@ -301,6 +308,7 @@ def build_cmd(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Resolve and print the plan; download no RPM."
     ),
+    no_wait: bool = OPT_NO_WAIT,
     as_json: bool = OPT_JSON,
 ) -> None:
     """Resolve, download and verify Docker CE for CentOS 7 into a checksummed bundle."""
@@ -374,6 +382,7 @@ def release_cmd(
     registry_user: Optional[str] = OPT_REGISTRY_USER,
     allow_mirror_drift: bool = OPT_ALLOW_DRIFT,
     split_size: Optional[str] = OPT_SPLIT,
+    no_wait: bool = OPT_NO_WAIT,
     as_json: bool = OPT_JSON,
 ) -> None:
     """Build one reproducible bundle per (mirror, arch) and write RELEASES.json/.md."""
