@@ -38,6 +38,7 @@ import requests
 import urllib3
 
 from .errors import ChecksumError, MirrorError, NotFoundError
+from .locks import FileLock
 
 CHUNK = 1 << 16
 # repomd.xml may say "sha" for sha1 (createrepo < 0.9); everything else is a hashlib name.
@@ -124,7 +125,8 @@ class Cache:
     """Content-addressed store: ``<root>/<algo>/<hex[:2]>/<hex>``.
 
     Entries are re-verified when used, so a damaged cache file is dropped and
-    fetched again instead of poisoning a bundle.
+    fetched again instead of poisoning a bundle. An entry being downloaded is locked
+    (``<hex>.lock`` beside it), so builds sharing a cache fetch each file once.
     """
 
     def __init__(self, root: Path) -> None:
@@ -143,6 +145,14 @@ class Cache:
             path.unlink(missing_ok=True)
             return None
         return path, sums["sha256"]
+
+    def lock(self, digest: Digest) -> FileLock:
+        """The lock a build holds while it downloads this entry (see :meth:`Downloader.fetch`)."""
+        path = self.path_for(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(
+            path.with_name(path.name + ".lock"), holder=f"another airdock build fetching {digest}"
+        )
 
     def store(self, tmp: Path, digest: Digest) -> Path:
         path = self.path_for(digest)
@@ -249,18 +259,32 @@ class Downloader:
 
     # -- single file --------------------------------------------------------------
     def fetch(self, item: Download) -> Fetched:
-        """Fetch one file into ``item.dest``; raise an AirdockError when it cannot."""
-        if item.digest and self.cache:
-            hit = self.cache.lookup(item.digest)
-            if hit:
-                path, sha256 = hit
-                place(path, item.dest)
-                size = item.dest.stat().st_size
-                self.stats.add(from_cache=1)
-                if self.on_progress:
-                    self.on_progress(size)
-                return Fetched(item.dest, sha256, size, None, True)
+        """Fetch one file into ``item.dest``; raise an AirdockError when it cannot.
 
+        A file for the cache is downloaded under the cache entry's lock: a build that finds
+        another downloading it waits, then takes it from the cache.
+        """
+        if item.digest and self.cache:
+            hit = self._from_cache(item, self.cache, item.digest)
+            if hit:
+                return hit
+            with self.cache.lock(item.digest):
+                return self._from_cache(item, self.cache, item.digest) or self._download(item)
+        return self._download(item)
+
+    def _from_cache(self, item: Download, cache: Cache, digest: Digest) -> Fetched | None:
+        hit = cache.lookup(digest)
+        if not hit:
+            return None
+        path, sha256 = hit
+        place(path, item.dest)
+        size = item.dest.stat().st_size
+        self.stats.add(from_cache=1)
+        if self.on_progress:
+            self.on_progress(size)
+        return Fetched(item.dest, sha256, size, None, True)
+
+    def _download(self, item: Download) -> Fetched:
         item.dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = item.dest.with_name(f".{item.dest.name}.part{os.getpid()}.{threading.get_ident()}")
         errors: list[str] = []
