@@ -34,7 +34,7 @@ from .errors import AirdockError
 
 # errnos meaning "this filesystem does not do flock", not "someone holds it".
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
-_warned: set[str] = set()
+_warned: set[int] = set()  # filesystems (st_dev) already warned about
 _warned_lock = threading.Lock()
 
 Notify = Callable[[str], None]
@@ -49,11 +49,12 @@ def _stderr(message: str) -> None:
 
 
 def warn_once(directory: Path, message: str, warn: Notify) -> None:
-    """Say a directory cannot be locked once per process, not once per file in it."""
+    """Say a filesystem cannot lock once per process, not once per lock file on it."""
+    device = directory.stat().st_dev
     with _warned_lock:
-        if str(directory) in _warned:
+        if device in _warned:
             return
-        _warned.add(str(directory))
+        _warned.add(device)
     warn(message)
 
 
@@ -115,8 +116,8 @@ class FileLock:
                     raise
                 warn_once(
                     self.path.parent,
-                    f"warning: {self.path.parent} does not support file locks "
-                    f"({exc.strerror}); continuing without them, so do not run two airdock "
+                    f"warning: the filesystem of {self.path.parent} cannot lock files "
+                    f"({exc.strerror}); continuing without locks, so do not run two airdock "
                     "builds on it at once",
                     self.warn,
                 )
@@ -181,11 +182,12 @@ def remove_if_free(path: Path, also: Callable[[], None] | None = None) -> bool:
     On a filesystem without flock a live holder cannot be told from a dead one, so nothing
     is removed there.
     """
-    lock = FileLock(path, warn=lambda _: None)
+    existed = path.exists()
+    lock = FileLock(path)
     if not lock.try_acquire():
         return False
     if not lock.locked:
-        lock.release(remove=False)
+        lock.release(remove=not existed)  # leave no lock file of ours behind either
         return False
     try:
         if also:
