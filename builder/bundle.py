@@ -6,6 +6,12 @@ the bundle into a temporary folder beside the output and renames it (and the
 tarball) into place only when everything is complete and checksummed: an
 interrupted or failed build never leaves anything under a final name.
 
+Builds may run at once (:mod:`builder.locks`): a build holds a lock on its bundle name in
+the output from planning until publishing, so two builds of one name take turns and the
+folder, tarball and checksums published always come from one build; each work folder is
+held by a lock beside it, so the folder of a build that was killed (even with SIGKILL) is
+recognised and removed when the next build starts.
+
 Every timestamp in the bundle is the bundle's ``created`` time: SOURCE_DATE_EPOCH
 when set, else the newest metadata timestamp of the repositories read (the
 mirror state the bundle reflects). Same mirror state in, same bytes out.
@@ -18,7 +24,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +33,7 @@ from pathlib import Path
 from . import __version__
 from .download import Download, Downloader, file_digest
 from .errors import AirdockError
+from .locks import FileLock, Notify, remove_if_free
 from .mirrors import CENTOS_RELEASE, RELEASEVER
 from .plan import BuildOptions, Plan, Reporter, make_plan
 from .repowriter import write_repodata
@@ -35,6 +43,8 @@ from .split import PartWriter, join_instructions, write_part_sums
 from .tarutil import add_tree, open_tar_gz, write_tar_gz
 
 FORMAT_VERSION = 1
+WORK_PREFIX = ".airdock-build-"
+LOCK_SUFFIX = ".lock"
 INSTALLER_DIR = Path(__file__).resolve().parent / "installer"
 INSTALLER_FILES = ("install.sh", "airdock_install.py", "README.txt")
 # Installed CentOS packages that must go in the same transaction (el7-facts.md).
@@ -69,9 +79,16 @@ def build(
     reporter = reporter or Reporter()
     keyring = Keyring.load(opts.gpg_keys)
     opts.output.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=".airdock-build-", dir=opts.output))
-    try:
+    stale = remove_stale_work(opts.output)
+    if stale:
+        reporter.step(
+            f"removed {len(stale)} work folder(s) of interrupted builds: "
+            + ", ".join(p.name for p in stale)
+        )
+    with ExitStack() as held:
+        workdir = held.enter_context(work_folder(opts.output))
         plan = plan or make_plan(opts, downloader, workdir / "metadata", reporter)
+        held.enter_context(holding_name(opts.output, plan.name, opts.wait, reporter.step))
         staging = workdir / plan.name
         resolved = resolve_images(opts, downloader, reporter)  # before any RPM is fetched
         fetch_pinned_keys(opts, keyring, downloader, workdir / "keys", reporter)
@@ -93,8 +110,81 @@ def build(
         folder = publish(workdir, plan.name, opts.output, artifacts)
         tarball = opts.output / f"{plan.name}.tar.gz"
         return BuildResult(folder, tarball, digest, manifest, [opts.output / p.name for p in parts])
+
+
+# -- concurrent and crashed builds ------------------------------------------------------------
+def name_lock(output: Path, name: str) -> FileLock:
+    """The lock a build holds on its bundle name in ``output`` until it has published."""
+    return FileLock(
+        output / f".{name}{LOCK_SUFFIX}",
+        holder=f"another airdock build writing {name} in {output}",
+        advice="let it finish, or leave out --no-wait to wait for it",
+    )
+
+
+@contextmanager
+def holding_name(output: Path, name: str, wait: bool, on_wait: Notify) -> Iterator[None]:
+    """Hold the name lock; wait for another build of ``name`` (saying so) or, without
+    ``wait``, raise LockedError at once."""
+    lock = name_lock(output, name)
+    lock.acquire(wait, on_wait)
+    try:
+        yield
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        lock.release()
+
+
+def work_lock_path(folder: Path) -> Path:
+    return folder.with_name(folder.name + LOCK_SUFFIX)
+
+
+@contextmanager
+def work_folder(output: Path) -> Iterator[Path]:
+    """A new work folder in ``output``, held by a lock file beside it while the build runs.
+
+    The lock is taken before the folder is made, so :func:`remove_stale_work` never sees a
+    live build's folder unlocked; the folder goes when the build ends, however it ends, or
+    (after SIGKILL) when the next build starts.
+    """
+    while True:
+        fd, name = tempfile.mkstemp(prefix=WORK_PREFIX, suffix=LOCK_SUFFIX, dir=output)
+        os.close(fd)
+        lock = FileLock(Path(name))
+        lock.acquire()  # a fresh name: at most a sweeping build holds it, for a moment
+        folder = Path(name[: -len(LOCK_SUFFIX)])
+        try:
+            folder.mkdir()
+            break
+        except FileExistsError:  # an old folder without its lock file has this name
+            lock.release()
+    try:
+        yield folder
+    finally:
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            lock.release()
+
+
+def remove_stale_work(output: Path) -> list[Path]:
+    """Remove what killed builds left in ``output``; return the work folders removed.
+
+    A work folder whose lock can be taken belongs to a build that is gone (the kernel drops
+    a dead process's locks); so does a name or work lock file nobody holds. Live builds
+    hold theirs and are left alone.
+    """
+    removed = []
+    for folder in sorted(output.glob(f"{glob.escape(WORK_PREFIX)}*")):
+        if folder.name.endswith(LOCK_SUFFIX) or folder.is_symlink() or not folder.is_dir():
+            continue
+        gone = remove_if_free(
+            work_lock_path(folder), lambda f=folder: shutil.rmtree(f, ignore_errors=True)
+        )
+        if gone and not folder.exists():
+            removed.append(folder)
+    for lock in output.glob(f".airdock-*{LOCK_SUFFIX}"):
+        remove_if_free(lock)
+    return removed
 
 
 def fetch_pinned_keys(

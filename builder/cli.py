@@ -232,6 +232,12 @@ OPT_TIMEOUT = typer.Option(
     "or a request longer than this plus its size at 10 KiB/s, is cut and retried.",
 )
 OPT_RETRIES = typer.Option(3, "--retries", metavar="N", help="Retries per file and mirror.")
+OPT_NO_WAIT = typer.Option(
+    False,
+    "--no-wait",
+    help="Fail at once instead of waiting when another build is writing the same bundle "
+    "into the output folder.",
+)
 
 
 def _options(chain: MirrorChain, given: dict[str, Any], arch: str) -> BuildOptions:
@@ -259,6 +265,7 @@ def _options(chain: MirrorChain, given: dict[str, Any], arch: str) -> BuildOptio
         registry_options=_registry_options(given["registry_mirror"], given["registry_user"]),
         allow_mirror_drift=given["allow_mirror_drift"],
         split_size=parse_size(given["split_size"]) if given["split_size"] else None,
+        wait=not given["no_wait"],
     )
 
 
@@ -326,6 +333,7 @@ def build_cmd(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Resolve and print the plan; download no RPM."
     ),
+    no_wait: bool = OPT_NO_WAIT,
     as_json: bool = OPT_JSON,
 ) -> None:
     """Resolve, download and verify Docker CE for CentOS 7 into a checksummed bundle."""
@@ -401,6 +409,7 @@ def release_cmd(
     split_size: Optional[str] = OPT_SPLIT,
     timeout: float = OPT_TIMEOUT,
     retries: int = OPT_RETRIES,
+    no_wait: bool = OPT_NO_WAIT,
     as_json: bool = OPT_JSON,
 ) -> None:
     """Build one reproducible bundle per (mirror, arch) and write RELEASES.json/.md."""

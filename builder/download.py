@@ -44,6 +44,7 @@ import urllib3.connection
 
 from .digests import Digest, file_digest
 from .errors import ChecksumError, MirrorError, NotFoundError
+from .locks import FileLock
 from .names import one_line
 
 __all__ = ["Cache", "Digest", "Download", "Downloader", "Fetched", "file_digest", "parallel"]
@@ -100,7 +101,8 @@ class Cache:
     """Content-addressed store: ``<root>/<algo>/<hex[:2]>/<hex>``.
 
     Entries are re-verified when used, so a damaged cache file is dropped and
-    fetched again instead of poisoning a bundle.
+    fetched again instead of poisoning a bundle. An entry being downloaded is locked
+    (``<hex>.lock`` beside it), so builds sharing a cache fetch each file once.
     """
 
     def __init__(self, root: Path) -> None:
@@ -124,6 +126,14 @@ class Cache:
             path.unlink(missing_ok=True)
             return None
         return path, sums["sha256"]
+
+    def lock(self, digest: Digest) -> FileLock:
+        """The lock a build holds while it downloads this entry (see :meth:`Downloader.fetch`)."""
+        path = self.path_for(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(
+            path.with_name(path.name + ".lock"), holder=f"another airdock build fetching {digest}"
+        )
 
     def store(self, tmp: Path, digest: Digest) -> Path:
         path = self.path_for(digest)
@@ -393,24 +403,35 @@ class Downloader:
 
         With a cache, the download is written inside the cache (beside its entry, so the
         entry appears by a rename on one filesystem) and then linked or copied to
-        ``item.dest``, which may be on another filesystem (a USB stick).
+        ``item.dest``, which may be on another filesystem (a USB stick). It happens under
+        the cache entry's lock: a build that finds another downloading it waits, then takes
+        it from the cache.
         """
         cached = item.digest if self.cache and item.digest and item.digest.strong else None
-        if cached is not None and self.cache is not None:
-            hit = self.cache.lookup(cached)
-            if hit:
-                path, sha256 = hit
-                place(path, item.dest)
-                size = item.dest.stat().st_size
-                self.stats.add(from_cache=1)
-                if self.on_progress:
-                    self.on_progress(size)
-                return Fetched(item.dest, sha256, size, None, True)
+        if cached is None or self.cache is None:
+            return self._download(item, item.dest.parent, None)
+        hit = self._from_cache(item, self.cache, cached)
+        if hit:
+            return hit
+        with self.cache.lock(cached):
+            return self._from_cache(item, self.cache, cached) or self._download(
+                item, self.cache.path_for(cached).parent, cached
+            )
 
-        if cached is not None and self.cache is not None:
-            folder = self.cache.path_for(cached).parent
-        else:
-            folder = item.dest.parent
+    def _from_cache(self, item: Download, cache: Cache, digest: Digest) -> Fetched | None:
+        hit = cache.lookup(digest)
+        if not hit:
+            return None
+        path, sha256 = hit
+        place(path, item.dest)
+        size = item.dest.stat().st_size
+        self.stats.add(from_cache=1)
+        if self.on_progress:
+            self.on_progress(size)
+        return Fetched(item.dest, sha256, size, None, True)
+
+    def _download(self, item: Download, folder: Path, cached: Digest | None) -> Fetched:
+        """Download into ``folder`` (the cache entry's, or the destination's), then place."""
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{item.dest.name}.part{os.getpid()}.{threading.get_ident()}"
         errors: list[str] = []

@@ -51,6 +51,7 @@ class BuildOptions:
     registry_options: RegistryOptions | None = None
     allow_mirror_drift: bool = False
     split_size: int | None = None
+    wait: bool = True  # for another build of the same name; else fail at once (--no-wait)
 
 
 @dataclass

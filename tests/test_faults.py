@@ -9,14 +9,28 @@ rebuild can use to produce the very same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from builder.bundle import name_lock
+from builder.download import Cache, Digest
+from builder.locks import FileLock
 from tests.rig import mirror as rig
 from tests.rig.fixtures_mirror import builder_mirror_args
+from tests.rig.tools import run
 from tests.test_build import airdock, build
 
 # Short waits for hostile servers: one retry, a 3 s rate window.
@@ -173,6 +187,281 @@ def test_retries_say_which_attempt_and_why_once(tmp_path, fixture_mirror, mirror
 
 
 # -- concurrent and crashed builds ------------------------------------------------------------
+CHECKOUT = Path(__file__).resolve().parents[1]
+EPOCH_A, EPOCH_B = "1719705600", "1719792000"  # two builds with different bytes
+
+
+def fixture_bundle_name(version: str) -> str:
+    return f"airdock-docker-ce-{version}-el7-x86_64-127.0.0.1"
+
+
+class BuildProcess:
+    """A real ``airdock build`` process; its stderr is collected as it comes."""
+
+    def __init__(self, args: Sequence[str], epoch: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "builder.cli", "build", *map(str, args)],
+            cwd=CHECKOUT,
+            env={**os.environ, "SOURCE_DATE_EPOCH": epoch},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.pid = self.proc.pid
+        self.err: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.err.append(line)
+
+    def finish(self) -> tuple[int, str, str]:
+        """Exit code, stdout and stderr once the build has ended."""
+        code = self.proc.wait(timeout=300)
+        self._reader.join(timeout=60)
+        assert self.proc.stdout is not None
+        return code, self.proc.stdout.read(), "".join(self.err)
+
+
+@pytest.fixture
+def start_build(mirror_args):
+    """``start_build(output, cache, *options)`` starts a real build; any still running at the
+    end of the test is killed by its PID."""
+    started: list[BuildProcess] = []
+
+    def start(output: Path, cache: Path, *options: str, epoch: str = EPOCH_A) -> BuildProcess:
+        args = [*mirror_args, "--no-images", "--output", output, "--cache-dir", cache, *options]
+        started.append(BuildProcess(args, epoch))
+        return started[-1]
+
+    yield start
+    for running in started:
+        if running.proc.poll() is None:
+            os.kill(running.pid, signal.SIGKILL)
+        running.proc.wait(timeout=60)
+        for stream in (running.proc.stdout, running.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def wait_while_running(
+    condition: Callable[[], bool], what: str, running: Sequence[BuildProcess]
+) -> None:
+    """Poll until ``condition``; fail (rather than hang) if a build ends first."""
+    deadline = time.monotonic() + 120
+    while not condition():
+        for one in running:
+            if one.proc.poll() is not None:
+                pytest.fail(f"build {one.pid} ended before {what}: {''.join(one.err)}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no sign of {what} after 120 s")
+        time.sleep(0.05)
+
+
+def flock_waiters(path: Path) -> set[int]:
+    """PIDs the kernel lists in /proc/locks as blocked on the flock of ``path``."""
+    st = path.stat()
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and "FLOCK" in fields and fields[-3] == inode:
+            pids.add(int(fields[-4]))
+    return pids
+
+
+def lock_holder(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def cache_entry_lock(cache: Path, rpm: Path) -> FileLock:
+    """The lock a build takes to download ``rpm`` into ``cache`` (the test holds it to pin a
+    build at a known point: waiting for that RPM)."""
+    return Cache(cache).lock(Digest.of("sha256", hashlib.sha256(rpm.read_bytes()).hexdigest()))
+
+
+def work_folders(output: Path) -> set[Path]:
+    return {p for p in output.glob(".airdock-build-*") if p.is_dir()}
+
+
+def error_lines_of(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr
+    return [line for line in stderr.splitlines() if line.startswith("Error:")]
+
+
+def test_two_builds_into_one_output_take_turns_and_publish_one_whole_bundle(
+    tmp_path, fixture_mirror, mirror, start_build
+):
+    """The second build waits for the first (saying so) and then replaces its bundle whole:
+    folder, tarball and .sha256 all come from the second; the shared cache saw each RPM once."""
+    output, cache, name = tmp_path / "bundles", tmp_path / "cache", fixture_bundle_name("26.1.4")
+    docker_ce = fixture_mirror.rpm_path("docker-ce-stable", "x86_64", "docker-ce", "26.1.4")
+    pin = cache_entry_lock(cache, docker_ce)
+    pin.acquire()
+    try:
+        first = start_build(output, cache, "--json", epoch=EPOCH_A)
+        wait_while_running(
+            lambda: lock_holder(output / f".{name}.lock") == first.pid,
+            "the first build holding the bundle name",
+            [first],
+        )
+        second = start_build(output, cache, epoch=EPOCH_B)
+        waiting = f"==> waiting for another airdock build writing {name} in {output} "
+        wait_while_running(lambda: any(waiting in line for line in second.err), waiting, [second])
+    finally:
+        pin.release()  # the first build fetches docker-ce, publishes; then the second runs
+    code1, out1, err1 = first.finish()
+    code2, out2, err2 = second.finish()
+    assert (code1, code2) == (0, 0), err1 + err2
+    assert f"{waiting}(pid {first.pid})…" in err2.splitlines()
+
+    folder, tarball = output / name, output / f"{name}.tar.gz"
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    assert (output / f"{name}.tar.gz.sha256").read_text() == f"{digest}  {name}.tar.gz\n"
+    assert f"sha256:  {digest}  " in out2  # the second build's tarball is the one published
+    assert json.loads(out1)["tarball_sha256"] != digest  # (the first's had other bytes)
+    manifest = (folder / "manifest.json").read_bytes()
+    assert json.loads(manifest)["created"] == "2024-07-01T00:00:00Z"  # the second's
+    with tarfile.open(tarball) as tar:
+        assert tar.extractfile(f"{name}/manifest.json").read() == manifest
+    run(["sha256sum", "--check", "--strict", "--quiet", "SHA256SUMS"], cwd=folder)
+    files = [Path(p["file"]).name for p in json.loads(manifest)["packages"]]
+    assert {f: mirror.count(f) for f in files} == dict.fromkeys(files, 1)
+    published = sorted(p.name for p in output.iterdir())
+    assert published == [name, tarball.name, f"{tarball.name}.sha256"]  # no lock or work folder
+
+
+def test_builds_sharing_a_cache_download_each_rpm_once(
+    tmp_path, fixture_mirror, mirror, start_build
+):
+    """Two builds into different outputs wait for the same cache entry; one downloads it, the
+    other takes it from the cache."""
+    cache = tmp_path / "cache"
+    docker_ce = fixture_mirror.rpm_path("docker-ce-stable", "x86_64", "docker-ce", "26.1.4")
+    pin = cache_entry_lock(cache, docker_ce)
+    pin.acquire()
+    try:
+        both = [start_build(tmp_path / out, cache, "--json") for out in ("one", "two")]
+        wait_while_running(
+            lambda: {b.pid for b in both} <= flock_waiters(pin.path), "both waiting", both
+        )
+    finally:
+        pin.release()
+    results = [b.finish() for b in both]
+    assert [code for code, _, _ in results] == [0, 0], results
+    one, two = (json.loads(out) for _, out, _ in results)
+    assert one["tarball_sha256"] == two["tarball_sha256"]
+    manifest = json.loads((Path(one["bundle"]) / "manifest.json").read_text())
+    files = [Path(p["file"]).name for p in manifest["packages"]]
+    assert {f: mirror.count(f) for f in files} == dict.fromkeys(files, 1)
+    assert list(cache.rglob("*.lock")) == []
+
+
+def shm_tmpfs() -> Path | None:
+    """/dev/shm when it is a tmpfs mount (it is on Linux distributions)."""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        if fields[1:3] == ["/dev/shm", "tmpfs"] and os.access("/dev/shm", os.W_OK):
+            return Path("/dev/shm")
+    return None
+
+
+@pytest.fixture(params=["disk", "tmpfs"])
+def lock_place(request, tmp_path) -> Iterator[Path]:
+    """A folder for output and cache on the test's disk, or on tmpfs (RAM disks are used too)."""
+    if request.param == "disk":
+        yield tmp_path
+        return
+    shm = shm_tmpfs()
+    if shm is None:
+        pytest.skip("no tmpfs mounted at /dev/shm")
+    place = Path(tempfile.mkdtemp(prefix="airdock-test-", dir=shm))
+    try:
+        yield place
+    finally:
+        shutil.rmtree(place)
+
+
+def test_no_wait_fails_at_once_while_the_name_is_locked(lock_place, mirror, start_build):
+    output, name = lock_place / "bundles", fixture_bundle_name("26.1.4")
+    output.mkdir()
+    held = name_lock(output, name)
+    held.acquire()
+    try:
+        code, out, err = start_build(output, lock_place / "cache", "--no-wait").finish()
+    finally:
+        held.release()
+    assert code == 1 and out == ""
+    assert error_lines_of(err) == [
+        f"Error: another airdock build writing {name} in {output} (pid {os.getpid()}) is "
+        f"still running (lock {output}/.{name}.lock); let it finish, or leave out --no-wait "
+        "to wait for it"
+    ]
+    assert mirror.count(".rpm") == 0
+    assert list(output.iterdir()) == []  # no work folder left either
+
+
+def test_killed_build_is_cleaned_up_by_the_next_build_and_a_live_one_is_not(
+    tmp_path, fixture_mirror, mirror, start_build
+):
+    """SIGKILL mid-download leaves a work folder; the next build removes it but not the
+    folder of a build that is alive (waiting for an RPM), which then finishes normally."""
+    output = tmp_path / "bundles"
+    docker_ce = fixture_mirror.rpm_path("docker-ce-stable", "x86_64", "docker-ce", "26.1.4")
+    cli_25 = fixture_mirror.rpm_path("docker-ce-stable", "x86_64", "docker-ce-cli", "25.0.5")
+    live_pin = cache_entry_lock(tmp_path / "cache-live", docker_ce)
+    doomed_pin = cache_entry_lock(tmp_path / "cache", cli_25)
+    live_pin.acquire()
+    doomed_pin.acquire()
+    try:
+        live = start_build(output, tmp_path / "cache-live", "--json")
+        wait_while_running(
+            lambda: live.pid in flock_waiters(live_pin.path), "the live build waiting", [live]
+        )
+        (live_folder,) = work_folders(output)
+
+        doomed = start_build(output, tmp_path / "cache", "--docker-version", "25.0.5")
+        wait_while_running(
+            lambda: doomed.pid in flock_waiters(doomed_pin.path),
+            "the doomed build waiting",
+            [doomed],
+        )
+        mirror.rate = 500  # bytes/s: docker-ce-cli 25.0.5 takes many seconds to arrive
+        doomed_pin.release()
+        wait_while_running(
+            lambda: any(e["path"].endswith(cli_25.name) and e["sent"] for e in list(mirror.log)),
+            "the doomed build downloading",
+            [doomed],
+        )
+        os.kill(doomed.pid, signal.SIGKILL)
+        assert doomed.finish()[0] == -signal.SIGKILL
+        mirror.rate = None
+        (dead,) = work_folders(output) - {live_folder}
+        assert lock_holder(dead.with_name(dead.name + ".lock")) == doomed.pid  # lock file left
+
+        code, _, err = start_build(
+            output, tmp_path / "cache", "--docker-version", "25.0.5"
+        ).finish()
+        assert code == 0, err
+        assert f"==> removed 1 work folder(s) of interrupted builds: {dead.name}\n" in err
+        assert work_folders(output) == {live_folder} and live.proc.poll() is None
+    finally:
+        live_pin.release()
+        doomed_pin.release()
+    code, out, err = live.finish()
+    assert code == 0, err
+    assert Path(json.loads(out)["bundle"]) == output / fixture_bundle_name("26.1.4")
+    names = {fixture_bundle_name("26.1.4"), fixture_bundle_name("25.0.5")}
+    assert {p.name for p in output.iterdir()} == {
+        f"{n}{ext}" for n in names for ext in ("", ".tar.gz", ".tar.gz.sha256")
+    }  # no work folder or lock file left
+    assert list((tmp_path / "cache").rglob("*.lock")) == []  # nor the killed build's cache lock
 
 
 # -- error lines ------------------------------------------------------------------------------
