@@ -437,6 +437,7 @@ class Downloader:
         errors: list[str] = []
         not_found: list[str] = []
         mismatch: ChecksumError | None = None
+        last: MirrorError | None = None
         try:
             for url in item.urls:
                 try:
@@ -450,6 +451,7 @@ class Downloader:
                     continue
                 except MirrorError as exc:
                     errors.append(str(exc))
+                    last = exc
                     continue
                 if cached is not None and self.cache is not None:
                     place(self.cache.store(tmp, cached), item.dest)
@@ -464,6 +466,8 @@ class Downloader:
             raise mismatch
         if not_found and len(not_found) == len(item.urls):
             raise NotFoundError(errors[-1])
+        if last is not None and str(last) == errors[-1]:
+            raise last  # keeps its kind (TooLargeError is not "unreachable")
         raise MirrorError(errors[-1] if errors else f"no URL to fetch {item.name} from")
 
     def retrying(self, attempt: Callable[[], T], what: str = "") -> T:

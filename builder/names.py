@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from .digests import Digest
 from .errors import MirrorError
 
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9_+~^][A-Za-z0-9._+~^-]*$")
@@ -60,3 +61,13 @@ def check_nevra(name: str, version: str, release: str, arch: str, source: str) -
                 f"{source} lists a package with the malformed name or version {shown(value)}; "
                 "the mirror's metadata is broken or hostile — use another mirror"
             )
+
+
+def checked_digest(algo: str, value: str, source: str) -> Digest:
+    """A checksum from repository metadata as a Digest, or one line naming the mirror."""
+    try:
+        return Digest.of(algo, value)
+    except ValueError as exc:
+        raise MirrorError(
+            f"{source}: {exc}; the repository metadata is broken or hostile — use another mirror"
+        ) from exc

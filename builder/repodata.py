@@ -27,7 +27,7 @@ from defusedxml import ElementTree
 
 from .download import Digest, Download, Downloader, TooLargeError
 from .errors import MirrorError, NotFoundError
-from .names import check_href
+from .names import check_href, checked_digest
 
 # Caps where repomd.xml states no size: compressed metadata, and what it may expand to.
 METADATA_LIMIT = 256 << 20
@@ -97,13 +97,7 @@ def parse_repomd(data: bytes, source: str) -> dict[str, Record]:
         chk = pos.lookup_checksum(solv.REPOSITORY_REPOMD_CHECKSUM)
         if not kind or not href or chk is None:
             continue
-        try:
-            digest = Digest.of(chk.typestr(), chk.hex())
-        except ValueError as exc:
-            raise MirrorError(
-                f"{source}: {exc}; the repository metadata is broken or hostile — "
-                "use another mirror"
-            ) from exc
+        digest = checked_digest(chk.typestr(), chk.hex(), source)
         check_href(href, source)
         size = pos.lookup_num(solv.REPOSITORY_REPOMD_SIZE) or None
         records[kind] = Record(

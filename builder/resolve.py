@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import solv
 
 from .download import Digest
-from .errors import MirrorError, ResolveError, UsageError
-from .names import check_href, check_nevra
+from .errors import ResolveError, UsageError
+from .names import check_href, check_nevra, checked_digest
 from .repodata import Repo
 
 DOCKER_FAMILY = ("docker-ce", "docker-ce-cli", "docker-ce-rootless-extras")
@@ -240,13 +240,7 @@ class Solver:
         check_href(href, source, rpm=True)
         epoch, version, release = split_evr(s.evr)
         check_nevra(s.name, version, release, s.arch, source)
-        try:
-            digest = Digest.of(chk.typestr(), chk.hex())
-        except ValueError as exc:
-            raise MirrorError(
-                f"{source}: {s.name} has a malformed checksum ({exc}); "
-                "the mirror's metadata is broken or hostile — use another mirror"
-            ) from exc
+        digest = checked_digest(chk.typestr(), chk.hex(), f"{source}: {s.name}")
         return Package(
             name=s.name,
             epoch=epoch,

@@ -9,9 +9,11 @@ rebuild can use to produce the very same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,11 +28,15 @@ from pathlib import Path
 import pytest
 
 from builder.bundle import name_lock
-from builder.download import Cache, Digest
+from builder.download import Cache, Digest, Downloader
+from builder.errors import MirrorError
+from builder.images import RegistryOptions, pull_images
 from builder.locks import FileLock
 from tests.rig import mirror as rig
 from tests.rig.fixtures_mirror import builder_mirror_args
-from tests.rig.tools import run
+from tests.rig.httpserver import MirrorServer
+from tests.rig.repoedit import edit_package, hardlinked_copy
+from tests.rig.tools import IN_CI, run
 from tests.test_build import airdock, build
 
 # Short waits for hostile servers: one retry, a 3 s rate window.
@@ -178,9 +184,174 @@ def test_retries_say_which_attempt_and_why_once(tmp_path, fixture_mirror, mirror
 
 
 # -- names and digests from remotes are validated before use ---------------------------------
+@contextlib.contextmanager
+def lying_mirror(tmp_path: Path, fixture, repo: str, name: str, edit) -> Iterator[MirrorServer]:
+    """The fixture tree with one package's primary entry rewritten by ``edit`` (repomd.xml
+    re-sealed around it, so only the lie is left to catch)."""
+    www = hardlinked_copy(fixture.root, tmp_path / "www")
+    filename = fixture.pkg(repo, "x86_64", name).filename
+    edit_package(www / rig.repo_relpath(repo, "x86_64"), filename, edit)
+    with MirrorServer(www) as server:
+        yield server
+
+
+def _location(href: str):
+    return lambda block: re.sub(rb'<location href="[^"]+"', b'<location href="' +
+                                href.encode() + b'"', block)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "../../../../../../tmp/airdock-victim.rpm",
+        "/etc/passwd.rpm",
+        "Packages/slirp4netns&#10;forged  line.rpm",
+        "http://elsewhere.invalid/x.rpm",
+        "Packages/slirp4netns-0.4.3-4.el7_8.x86_64.rpm.sh",
+        "Packages/with space.rpm",
+    ],
+)
+def test_hostile_rpm_locations_are_refused_before_any_download(tmp_path, fixture_mirror, href):
+    with lying_mirror(tmp_path, fixture_mirror, *SLIRP, _location(href)) as server:
+        result = build(tmp_path, builder_mirror_args(fixture_mirror, server.url), *FAST)
+        line = refused(result, "which is not a plain relative RPM path", "use another mirror")
+        assert server.count(".rpm") == 0
+    assert "\n" not in line
+    nothing_published(tmp_path / "bundles")
+
+
+def test_hostile_metadata_locations_in_repomd_are_refused(tmp_path, fixture_mirror):
+    www = hardlinked_copy(fixture_mirror.root, tmp_path / "www")
+    repomd = www / rig.repo_relpath("extras", "x86_64") / "repodata" / "repomd.xml"
+    text = re.sub(r'(<data type="primary">.*?<location href=")[^"]+', r"\g<1>../../../../x.gz",
+                  repomd.read_text(), flags=re.S)  # fmt: skip
+    repomd.unlink()
+    repomd.write_text(text)
+    with MirrorServer(www) as server:
+        result = build(tmp_path, builder_mirror_args(fixture_mirror, server.url), *FAST)
+        refused(result, "'../../../../x.gz'", "not a plain relative path")
+        assert server.count("x.gz") == 0
+
+
+def test_decompression_bomb_is_refused_by_its_open_size(tmp_path, fixture_mirror):
+    """repomd.xml says the primary expands to 10 bytes: expanding further is refused before
+    libsolv reads it into memory."""
+    www = hardlinked_copy(fixture_mirror.root, tmp_path / "www")
+    repomd = www / rig.repo_relpath("extras", "x86_64") / "repodata" / "repomd.xml"
+    text = re.sub(r'(<data type="primary">.*?<open-size>)\d+', r"\g<1>10", repomd.read_text(),
+                  flags=re.S)  # fmt: skip
+    repomd.unlink()
+    repomd.write_text(text)
+    with MirrorServer(www) as server:
+        result = build(tmp_path, builder_mirror_args(fixture_mirror, server.url), *FAST)
+        refused(result, "primary metadata expands beyond 10 bytes", "use another")
+
+
+@pytest.mark.parametrize("field", ["config", "layer"])
+def test_registry_digest_that_is_a_path_is_refused_and_deletes_nothing(tmp_path, field):
+    """A descriptor digest ``sha256:../../…/victim`` would be a cache path whose clean-up
+    unlinks the victim: it is refused where the manifest is read."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    hostile = f"sha256:../../../../../../..{victim}"
+    good = {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
+            "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()}  # fmt: skip
+    config = dict(good, digest=hostile) if field == "config" else good
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 1,
+             "digest": hostile if field == "layer" else "sha256:" + "0" * 64}  # fmt: skip
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": config, "layers": [layer]}  # fmt: skip
+    www = tmp_path / "www"
+    (www / "v2" / "library" / "app" / "manifests").mkdir(parents=True)
+    (www / "v2" / "library" / "app" / "manifests" / "1.0").write_text(json.dumps(manifest))
+    cache = tmp_path / "cache"
+    with MirrorServer(www) as server:
+        ref = f"127.0.0.1:{server.port}/library/app:1.0"
+        with pytest.raises(MirrorError, match="malformed descriptor") as err:
+            pull_images([ref], "x86_64", Downloader(Cache(cache), retries=0),
+                        tmp_path / "bundle", tmp_path / "work", RegistryOptions())  # fmt: skip
+        assert server.count("/blobs/") == 0
+    assert "\n" not in str(err.value)
+    assert victim.read_text() == "precious"
+    assert not cache.exists() or [p for p in cache.rglob("*") if p.is_file()] == []
+
+
+def test_a_huge_registry_manifest_is_cut_at_4_mib(tmp_path):
+    """The manifest is streamed and refused past the distribution spec's 4 MiB, not read
+    whole into memory first (the server offers 2 GiB)."""
+    www = tmp_path / "www"
+    (www / "v2" / "library" / "app" / "manifests").mkdir(parents=True)
+    (www / "v2" / "library" / "app" / "manifests" / "1.0").write_text("{}")
+    with MirrorServer(www) as server:
+        server.endless("/v2/library/app/manifests/1.0")
+        with pytest.raises(MirrorError, match="larger than the 4194304 bytes allowed"):
+            pull_images([f"127.0.0.1:{server.port}/library/app:1.0"], "x86_64",
+                        Downloader(Cache(tmp_path / "cache"), retries=0), tmp_path / "bundle",
+                        tmp_path / "work", RegistryOptions())  # fmt: skip
+        [entry] = [e for e in server.log if e["path"].endswith("/manifests/1.0")]
+    assert entry["sent"] < 64 << 20
 
 
 # -- output on another filesystem (USB sticks) -----------------------------------------------
+@pytest.fixture
+def tmpfs(tmp_path) -> Iterator[Callable[..., Path]]:
+    """``tmpfs(name, size="64m", ro=False)``: a real tmpfs mounted below tmp_path (root
+    only), unmounted at the end: a filesystem of its own, like a USB stick."""
+    if os.geteuid() != 0:
+        message = "mounting a tmpfs needs root"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str = "64m", ro: bool = False) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(point)])
+        mounted.append(point)
+        if ro:
+            run(["mount", "-o", "remount,ro", str(point)])
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        run(["umount", "-l", str(point)], check=False)
+
+
+@pytest.mark.parametrize("where", ["output-on-tmpfs", "cache-on-tmpfs"])
+def test_output_and_cache_on_different_filesystems(
+    tmp_path, tmpfs, mirror, mirror_args, reference_sha256, where
+):
+    """The main use: the cache on the disk, the bundle written to a USB stick (and the other
+    way round). A second build comes from the cache across the filesystems."""
+    stick = tmpfs("stick")
+    output, cache = (stick / "out", tmp_path / "cache")
+    if where == "cache-on-tmpfs":
+        output, cache = tmp_path / "out", stick / "cache"
+    assert os.stat(output.parent).st_dev != os.stat(cache.parent).st_dev
+    for _ in range(2):
+        mirror.reset()
+        result = build(tmp_path, mirror_args, output=output, cache=cache)
+        assert tarball_sha256(result) == reference_sha256
+    assert mirror.count(".rpm") == 0  # the second build took every RPM from the cache
+    run(["sha256sum", "-c", "--strict", "--quiet", "SHA256SUMS"],
+        cwd=json.loads(result.stdout)["bundle"])  # fmt: skip
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(
+    tmp_path, tmpfs, mirror, mirror_args, reference_sha256
+):
+    small = tmpfs("small", size="48k")
+    result = build(tmp_path, mirror_args, output=small / "out")
+    refused(result, "No space left on device", "free space")
+    nothing_published(small / "out")
+    assert tarball_sha256(build(tmp_path, mirror_args)) == reference_sha256  # same cache
+
+
+def test_read_only_output_is_one_line(tmp_path, tmpfs, mirror, mirror_args):
+    ro = tmpfs("ro", ro=True)
+    refused(build(tmp_path, mirror_args, output=ro / "out"), "Read-only file system")
+    assert list(ro.iterdir()) == []
 
 
 # -- split parts ------------------------------------------------------------------------------
@@ -465,3 +636,37 @@ def test_killed_build_is_cleaned_up_by_the_next_build_and_a_live_one_is_not(
 
 
 # -- error lines ------------------------------------------------------------------------------
+def test_unreachable_mirror_says_what_to_do(tmp_path, fixture_mirror):
+    result = build(tmp_path, builder_mirror_args(fixture_mirror, "http://127.0.0.1:9"), *FAST)
+    refused(result, "mirror unreachable", "127.0.0.1:9", "HTTPS_PROXY", "--mirror aliyun")
+
+
+def test_unreachable_registry_fails_before_any_rpm(tmp_path, mirror, mirror_args):
+    result = airdock("build", *mirror_args, "--output", tmp_path / "out", "--cache-dir",
+                     tmp_path / "cache", "--registry-mirror", "http://127.0.0.1:9", "--json",
+                     *FAST)  # fmt: skip
+    refused(result, "cannot pull docker.io/library/hello-world:latest", "--registry-mirror",
+            "--no-images")  # fmt: skip
+    assert mirror.count(".rpm") == 0
+    nothing_published(tmp_path / "out")
+
+
+def test_a_bad_image_reference_fails_before_any_rpm(tmp_path, mirror, mirror_args):
+    result = airdock("build", *mirror_args, "--output", tmp_path / "out", "--cache-dir",
+                     tmp_path / "cache", "--image", "Hello World", "--json")  # fmt: skip
+    refused(result, "invalid image reference 'Hello World'", code=2)
+    assert mirror.count(".rpm") == 0
+
+
+def test_mirror_text_with_newlines_stays_on_one_line(tmp_path, fixture_mirror):
+    """A requirement named with a newline (``&#10;`` in primary.xml) reaches libsolv's problem
+    text; the error is still one line, and the forged 'line' is inside it."""
+    forged = b'<rpm:entry name="forged&#10;Error: all good, nothing to see"/>'
+
+    def edit(block: bytes) -> bytes:
+        return block.replace(b"<rpm:requires>", b"<rpm:requires>" + forged, 1)
+
+    with lying_mirror(tmp_path, fixture_mirror, "docker-ce-stable", "docker-ce", edit) as srv:
+        result = build(tmp_path, builder_mirror_args(fixture_mirror, srv.url), *FAST)
+    line = refused(result, "nothing provides forged Error: all good, nothing to see")
+    assert line.count("Error:") == 2  # the real prefix and the forged text, on one line

@@ -316,11 +316,14 @@ def test_blob_download_follows_the_redirect_without_the_token(
     assert front_proxy.leaks == []
 
 
-def _amd64_layer(client: RegistryClient):
+def _hub_with_cache(tmp_path, front_proxy):
+    """A client of the front proxy with a cache, and the amd64 layer it will fetch."""
+    cache = Cache(tmp_path / "cache")
+    client = RegistryClient(front_proxy.url, Downloader(cache, retries=1, backoff=0), None, "hub")
     index = client.manifest("library/hello-world", "latest", "x")
     manifest = client.manifest("library/hello-world", select_platform(index, AMD64, "x").digest,
                                "x")  # fmt: skip
-    return manifest.layers("x")[0]
+    return cache, client, manifest.layers("x")[0]
 
 
 def test_tampered_blob_under_its_digest_is_refused_and_never_cached(
@@ -328,9 +331,7 @@ def test_tampered_blob_under_its_digest_is_refused_and_never_cached(
 ) -> None:
     """Same length, one byte changed, served under the digest the manifest names: the
     blob's own digest is what refuses it (not the cache, not the archive writer)."""
-    cache = Cache(tmp_path / "cache")
-    client = RegistryClient(front_proxy.url, Downloader(cache, retries=1, backoff=0), None, "hub")
-    layer = _amd64_layer(client)
+    cache, client, layer = _hub_with_cache(tmp_path, front_proxy)
     front_proxy.corrupt_blobs.add(layer.digest)
     with pytest.raises(ChecksumError) as err:
         client.fetch_blob("library/hello-world", layer, tmp_path / "out" / "layer", "layer 1/1")
@@ -346,9 +347,7 @@ def test_tampered_blob_under_its_digest_is_refused_and_never_cached(
 def test_truncated_blob_with_its_full_length_announced_is_refused_and_never_cached(
     tmp_path, front_proxy, auth_registry
 ) -> None:
-    cache = Cache(tmp_path / "cache")
-    client = RegistryClient(front_proxy.url, Downloader(cache, retries=1, backoff=0), None, "hub")
-    layer = _amd64_layer(client)
+    cache, client, layer = _hub_with_cache(tmp_path, front_proxy)
     front_proxy.truncate_blobs.add(layer.digest)
     with pytest.raises(MirrorError) as err:
         client.fetch_blob("library/hello-world", layer, tmp_path / "out" / "layer", "layer 1/1")
