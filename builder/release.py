@@ -10,12 +10,11 @@ stops the release before it writes anything. ``RELEASES.json`` and
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .bundle import BuildResult, build, write_json
+from .bundle import BuildResult, build, work_folder, write_json, write_text_atomic
 from .consistency import image_drift, plan_drift, raise_on_drift
 from .download import Downloader
 from .mirrors import resolve_chain
@@ -40,7 +39,7 @@ def release(
     reporter = reporter or Reporter()
     targets = [(m, a) for m in mirrors for a in arches]
     plans: dict[tuple[str, str], tuple[BuildOptions, Plan]] = {}
-    with tempfile.TemporaryDirectory(prefix=".airdock-release-", dir=_mkdir(base.output)) as tmp:
+    with work_folder(_mkdir(base.output)) as tmp:  # a killed release's is swept like a build's
         for mirror, arch in targets:
             opts = replace(base, mirror=resolve_chain(mirror, os_mirror), arch=arch)
             reporter.step(f"planning {mirror} {arch}")
@@ -103,4 +102,4 @@ def write_releases(output: Path, entries: Sequence[ReleaseEntry]) -> None:
             f"{row['size'] / 1e6:.1f} MB | `{row['sha256']}` |"
         )
     lines += ["", "Check an artifact with `sha256sum -c <artifact>.sha256`.", ""]
-    (output / "RELEASES.md").write_text("\n".join(lines))
+    write_text_atomic(output / "RELEASES.md", "\n".join(lines))
