@@ -39,11 +39,14 @@ from .mirrors import CENTOS_RELEASE, RELEASEVER
 from .plan import BuildOptions, Plan, Reporter, make_plan
 from .repowriter import write_repodata
 from .resolve import Package
-from .rpmverify import FETCHED_KEYS, Keyring, verify_rpm
+from .rpmverify import FETCHED_KEYS, VENDOR_FINGERPRINTS, Keyring, verify_rpm
+from .signing import Signer
 from .split import PartWriter, join_instructions, write_part_sums
 from .tarutil import add_tree, open_tar_gz, write_tar_gz
 
 FORMAT_VERSION = 1
+SIGNATURE = "SHA256SUMS.asc"  # the publisher's detached signature over SHA256SUMS
+PUBLISHER_KEY = "publisher.asc"  # in keys/: the publisher's public key
 WORK_PREFIX = ".airdock-build-"
 LOCK_SUFFIX = ".lock"
 INSTALLER_DIR = Path(__file__).resolve().parent / "installer"
@@ -102,10 +105,17 @@ def build(
         images = pull_images(opts, resolved, staging, workdir, reporter)
         installer = copy_installer(staging)
         manifest = make_manifest(opts, plan, rpms, key_entries, images, installer)
+        if opts.signer is not None:
+            manifest["publisher"] = write_publisher_key(opts.signer, staging / "keys")
         write_json(staging / "manifest.json", manifest)
         write_sha256sums(staging)
+        if opts.signer is not None:
+            reporter.step(f"signing SHA256SUMS with {opts.signer.fingerprint}")
+            opts.signer.sign_file(staging / "SHA256SUMS")
         reporter.step("writing the reproducible tarball")
         digest, artifacts, parts = write_tarball(staging, workdir, plan, opts.split_size)
+        if opts.signer is not None:
+            artifacts.append(opts.signer.sign_file(artifacts[-1]))  # the tarball's .sha256
         for path in staging.rglob("*"):
             os.utime(path, (plan.created, plan.created), follow_symlinks=False)
         folder = publish(workdir, plan.name, opts.output, artifacts)
@@ -256,6 +266,14 @@ def verify_rpms(packages: Sequence[Package], rpms: dict[str, dict], keyring: Key
     return signers
 
 
+def write_publisher_key(signer: Signer, keys: Path) -> dict:
+    """The publisher's public key in the bundle, for `gpg --verify` beside a published copy;
+    the installer trusts only its own trust root, never this file alone."""
+    keys.mkdir(parents=True, exist_ok=True)
+    (keys / PUBLISHER_KEY).write_bytes(signer.public_key)
+    return {"file": f"keys/{PUBLISHER_KEY}", "fingerprint": signer.fingerprint}
+
+
 def copy_keys(keyring: Keyring, fingerprints: set[str], dest: Path) -> list[dict]:
     dest.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -265,7 +283,12 @@ def copy_keys(keyring: Keyring, fingerprints: set[str], dest: Path) -> list[dict
         name = key.path.name if key.path.suffix == ".asc" else f"{key.path.name}.asc"
         shutil.copyfile(key.path, dest / name)
         entries.append(
-            {"file": f"keys/{name}", "fingerprint": key.fingerprint, "key_ids": list(key.key_ids)}
+            {
+                "file": f"keys/{name}",
+                "fingerprint": key.fingerprint,
+                "key_ids": list(key.key_ids),
+                "vendor": key.fingerprint in VENDOR_FINGERPRINTS,
+            }
         )
     return sorted(entries, key=lambda e: e["file"])
 
@@ -390,7 +413,7 @@ def write_sha256sums(root: Path) -> None:
     lines = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
-        if rel != "SHA256SUMS":
+        if rel not in ("SHA256SUMS", SIGNATURE):
             lines.append(f"{file_digest(path)['sha256']}  {rel}\n")
     (root / "SHA256SUMS").write_text("".join(sorted(lines, key=lambda s: s[66:])))
 

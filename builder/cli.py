@@ -44,6 +44,7 @@ from .plan import (
     make_plan,
 )
 from .release import release, release_rows
+from .signing import load_signer
 from .split import parse_size
 
 if TYPE_CHECKING:
@@ -231,6 +232,13 @@ OPT_TIMEOUT = typer.Option(
     help="Per-read timeout and rate window: a transfer slower than 10 KiB/s over this window, "
     "or a request longer than this plus its size at 10 KiB/s, is cut and retried.",
 )
+OPT_SIGN_KEY = typer.Option(
+    None,
+    "--sign-key",
+    metavar="FILE|gpg:FPR",
+    help="Sign SHA256SUMS and the tarball's .sha256 (and RELEASES.json): an armoured RSA "
+    "secret key (passphrase from AIRDOCK_SIGN_PASSPHRASE) or gpg:FINGERPRINT of a key in gpg.",
+)
 OPT_RETRIES = typer.Option(3, "--retries", metavar="N", help="Retries per file and mirror.")
 OPT_NO_WAIT = typer.Option(
     False,
@@ -266,6 +274,7 @@ def _options(chain: MirrorChain, given: dict[str, Any], arch: str) -> BuildOptio
         allow_mirror_drift=given["allow_mirror_drift"],
         split_size=parse_size(given["split_size"]) if given["split_size"] else None,
         wait=not given["no_wait"],
+        signer=load_signer(given["sign_key"]) if given["sign_key"] else None,
     )
 
 
@@ -328,6 +337,7 @@ def build_cmd(
     registry_user: Optional[str] = OPT_REGISTRY_USER,
     allow_mirror_drift: bool = OPT_ALLOW_DRIFT,
     split_size: Optional[str] = OPT_SPLIT,
+    sign_key: Optional[str] = OPT_SIGN_KEY,
     timeout: float = OPT_TIMEOUT,
     retries: int = OPT_RETRIES,
     dry_run: bool = typer.Option(
@@ -407,6 +417,7 @@ def release_cmd(
     registry_user: Optional[str] = OPT_REGISTRY_USER,
     allow_mirror_drift: bool = OPT_ALLOW_DRIFT,
     split_size: Optional[str] = OPT_SPLIT,
+    sign_key: Optional[str] = OPT_SIGN_KEY,
     timeout: float = OPT_TIMEOUT,
     retries: int = OPT_RETRIES,
     no_wait: bool = OPT_NO_WAIT,
@@ -444,6 +455,32 @@ def diff_cmd(
     def body() -> None:
         d = diff_manifests(load_manifest(old), load_manifest(new))
         typer.echo(json.dumps(d, indent=2, sort_keys=True) if as_json else format_diff(d))
+
+    run(body)
+
+
+@app.command("verify")
+def verify_cmd(
+    path: Path = typer.Argument(..., help="A bundle folder, its tarball, a part or JOIN.txt."),
+    key: Optional[list[Path]] = typer.Option(
+        None, "--key", metavar="FILE", help="The publisher's public key to trust (repeatable)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Check a bundle offline as the target would: checksums, signature, RPMs, images."""
+    from .verify import verify_path
+
+    def body() -> None:
+        report = verify_path(path, [_existing_file(str(k), "--key") for k in key or []])
+        if as_json:
+            typer.echo(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+        else:
+            for f in report.findings:
+                typer.echo(f"  [{f.status}] {f.name:<18} {one_line(f.message)}")
+            typer.echo(f"{report.bundle or path}: {'OK' if report.ok else 'FAILED'} "
+                       f"({report.trust})")  # fmt: skip
+        if not report.ok:
+            raise typer.Exit(1)
 
     run(body)
 

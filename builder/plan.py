@@ -23,6 +23,7 @@ from .resolve import Package, Solver, check_version
 
 if TYPE_CHECKING:
     from .images import RegistryOptions
+    from .signing import Signer
 
 DEFAULT_PACKAGES = (
     "docker-ce",
@@ -52,6 +53,7 @@ class BuildOptions:
     allow_mirror_drift: bool = False
     split_size: int | None = None
     wait: bool = True  # for another build of the same name; else fail at once (--no-wait)
+    signer: Signer | None = None  # --sign-key: signs SHA256SUMS and the tarball's .sha256
 
 
 @dataclass

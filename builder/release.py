@@ -58,6 +58,8 @@ def release(
     drift = image_drift({f"{e.mirror} ({e.arch})": e.result.manifest for e in entries})
     raise_on_drift(drift, base.allow_mirror_drift, reporter.step)
     write_releases(base.output, entries)
+    if base.signer is not None:
+        base.signer.sign_file(base.output / "RELEASES.json")
     return entries
 
 

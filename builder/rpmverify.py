@@ -39,6 +39,9 @@ FETCHED_KEYS = {
 }
 
 
+VENDOR_FINGERPRINTS = frozenset([*VENDOR_KEYS.values(), *(f for _, f in FETCHED_KEYS.values())])
+
+
 @dataclass(frozen=True)
 class TrustedKey:
     path: Path
