@@ -40,6 +40,7 @@ from .plan import BuildOptions, Plan, Reporter, make_plan
 from .repowriter import write_repodata
 from .resolve import Package
 from .rpmverify import FETCHED_KEYS, Keyring, verify_rpm
+from .sbom import write_sbom
 from .split import PartWriter, join_instructions, write_part_sums
 from .tarutil import add_tree, open_tar_gz, write_tar_gz
 
@@ -102,6 +103,7 @@ def build(
         images = pull_images(opts, resolved, staging, workdir, reporter)
         installer = copy_installer(staging)
         manifest = make_manifest(opts, plan, rpms, key_entries, images, installer)
+        manifest["sbom"] = write_sbom(staging, manifest)  # before SHA256SUMS, which covers it
         write_json(staging / "manifest.json", manifest)
         write_sha256sums(staging)
         reporter.step("writing the reproducible tarball")
