@@ -40,6 +40,7 @@ from .plan import BuildOptions, Plan, Reporter, make_plan
 from .repowriter import write_repodata
 from .resolve import Package
 from .rpmverify import FETCHED_KEYS, VENDOR_FINGERPRINTS, Keyring, verify_rpm
+from .sbom import write_sbom
 from .signing import Signer
 from .split import PartWriter, join_instructions, write_part_sums
 from .tarutil import add_tree, open_tar_gz, write_tar_gz
@@ -107,6 +108,7 @@ def build(
         manifest = make_manifest(opts, plan, rpms, key_entries, images, installer)
         if opts.signer is not None:
             manifest["publisher"] = write_publisher_key(opts.signer, staging / "keys")
+        manifest["sbom"] = write_sbom(staging, manifest)  # before SHA256SUMS, which covers it
         write_json(staging / "manifest.json", manifest)
         write_sha256sums(staging)
         if opts.signer is not None:
