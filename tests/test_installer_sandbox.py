@@ -290,10 +290,12 @@ def test_check_json_and_the_wrapper(sandbox, installer_bundles):
     assert result["ok"] is True and result["command"] == "check"
     statuses = {c["name"]: c["status"] for c in result["checks"]}
     assert list(statuses) == ["root", "os", "kernel", "arch", "tools", "space", "filesystem",
-                              "selinux", "checksums", "signatures", "conflicts", "docker-ce",
-                              "transaction"]  # fmt: skip
+                              "selinux", "checksums", "trust", "signatures", "conflicts",
+                              "docker-ce", "transaction"]  # fmt: skip
     assert statuses["conflicts"] == "warn" and statuses["transaction"] == "pass"
-    assert statuses["signatures"] == "warn"  # fixture keys are not the pinned vendor keys
+    # fixture keys are not the pinned vendor keys: the trusted publisher vouches for them
+    assert statuses["trust"] == "pass" and statuses["signatures"] == "pass"
+    assert result["trust"].startswith("signed-by ")
     conflicts = next(c for c in result["checks"] if c["name"] == "conflicts")
     assert "docker-common-2:1.13.1" in conflicts["message"]
     assert sb.snapshot() == before

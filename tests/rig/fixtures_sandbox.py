@@ -6,8 +6,10 @@ Session scope (built once)
                         ``@core`` and the CentOS fixture key imported (not Docker's: the
                         installer imports it); "old-docker" adds CentOS's docker 1.13
                         (``dnf install docker`` from the fixture extras repo).
+``publisher``           the rig's publisher key (rig/publisher.py): every sandbox bundle is
+                        signed with it (``--sign-key``) and sandbox hosts trust it by default.
 ``installer_bundles``   ``{"26.1.4": Path, "25.0.5": Path}``: bundles built by ``airdock build``
-                        from the fixture mirror, ``--no-images``.
+                        from the fixture mirror, ``--no-images``, signed by ``publisher``.
 ``image_bundles``       the same two versions with ``hello-world:latest`` pulled from the plain
                         fixture registry (``--registry-mirror``).
 ``aarch64_bundle``      a 26.1.4 bundle built ``--arch aarch64`` from the multi-arch mirror.
@@ -15,8 +17,9 @@ Session scope (built once)
 Function scope
 --------------
 ``sandbox``             factory ``sandbox(root="core", os_release=CENTOS_7, kernel=KERNEL_EL7,
-                        name="sb") -> Sandbox``; every sandbox is stopped (its daemons ended by
-                        PID) and removed at teardown.
+                        name="sb", trust=True) -> Sandbox``; ``trust`` puts the publisher's key
+                        in the host's /etc/airdock/trusted-keys; every sandbox is stopped (its
+                        daemons ended by PID) and removed at teardown.
 ``bundle_copy``         factory ``bundle_copy(bundle, name=None) -> Path``: a private copy of a
                         bundle folder to tamper with.
 
@@ -43,6 +46,7 @@ from tests.rig.dnfroot import DnfRoot
 from tests.rig.fixtures_mirror import builder_mirror_args, fixture_dnfroot
 from tests.rig.httpserver import MirrorServer
 from tests.rig.mirror import FixtureMirror
+from tests.rig.publisher import Publisher, make_publisher, use
 from tests.rig.sandbox import CENTOS_7, KERNEL_EL7, Sandbox
 from tests.rig.tools import IN_CI, need, pyenv_python
 
@@ -137,18 +141,35 @@ def sandbox_templates(tmp_path_factory, fixture_mirror) -> _SandboxTemplates:
 
 
 @pytest.fixture(scope="session")
-def installer_bundles(tmp_path_factory, fixture_mirror, mirror_server) -> dict[str, Path]:
+def publisher(tmp_path_factory) -> Publisher:
+    """The rig's publisher key: signs the sandbox bundles; sandbox hosts trust it."""
+    return use(make_publisher(tmp_path_factory.mktemp("publisher")))
+
+
+@pytest.fixture(scope="session")
+def installer_bundles(
+    tmp_path_factory, fixture_mirror, mirror_server, publisher
+) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("installer-bundles")
     return {
         v: build_bundle(
-            fixture_mirror, mirror_server.url, out / "bundles", out / "cache", v, "--no-images"
+            fixture_mirror,
+            mirror_server.url,
+            out / "bundles",
+            out / "cache",
+            v,
+            "--no-images",
+            "--sign-key",
+            str(publisher.secret),
         )  # fmt: skip
         for v in BUNDLE_VERSIONS
     }
 
 
 @pytest.fixture(scope="session")
-def image_bundles(tmp_path_factory, fixture_mirror, mirror_server, plain_registry) -> dict:
+def image_bundles(
+    tmp_path_factory, fixture_mirror, mirror_server, plain_registry, publisher
+) -> dict:
     out = tmp_path_factory.mktemp("image-bundles")
     return {
         v: build_bundle(
@@ -161,33 +182,41 @@ def image_bundles(tmp_path_factory, fixture_mirror, mirror_server, plain_registr
             "hello-world:latest",
             "--registry-mirror",
             plain_registry.url,
+            "--sign-key",
+            str(publisher.secret),
         )  # fmt: skip
         for v in BUNDLE_VERSIONS
     }
 
 
 @pytest.fixture(scope="session")
-def aarch64_bundle(tmp_path_factory, fixture_mirror_multiarch, mirror_server_multiarch) -> Path:
+def aarch64_bundle(
+    tmp_path_factory, fixture_mirror_multiarch, mirror_server_multiarch, publisher
+) -> Path:
     """A genuine aarch64 bundle (for the arch-mismatch check on this x86_64 host)."""
     out = tmp_path_factory.mktemp("aarch64-bundle")
     return build_bundle(fixture_mirror_multiarch, mirror_server_multiarch.url, out / "bundles",
-                        out / "cache", "26.1.4", "--arch", "aarch64", "--no-images")  # fmt: skip
+                        out / "cache", "26.1.4", "--arch", "aarch64", "--no-images",
+                        "--sign-key", str(publisher.secret))  # fmt: skip
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, sandbox_templates) -> Iterator:
+def sandbox(tmp_path: Path, sandbox_templates, publisher) -> Iterator:
+    """``sandbox(root="core", os_release=…, kernel=…, name="sb", trust=True)``: a sandbox host;
+    ``trust`` provisions the rig's publisher key in its /etc/airdock/trusted-keys."""
     made: list[Sandbox] = []
 
     def make(
         root: str = "core", os_release: str = CENTOS_7, kernel: str = KERNEL_EL7,
-        name: str = "sb",
+        name: str = "sb", trust: bool = True,
     ) -> Sandbox:  # fmt: skip
         base = tmp_path / name
         if base.exists():
             raise FileExistsError(f"{base} already exists; pass another name")
         base.mkdir()
         copy = sandbox_templates.get(root).copy(base / "root")
-        box = Sandbox(base / "host-sandbox", copy, os_release=os_release, kernel=kernel)
+        box = Sandbox(base / "host-sandbox", copy, os_release=os_release, kernel=kernel,
+                      trusted=[publisher.public] if trust else [])  # fmt: skip
         made.append(box)
         return box
 

@@ -42,10 +42,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from builder.bundle import write_sha256sums
 from tests.rig.dnfroot import RPMMACROS, DnfRoot
+from tests.rig.publisher import resign
 
 REPO = Path(__file__).resolve().parents[2]
 SHIMS = Path(__file__).resolve().parent / "shims"
@@ -116,6 +118,7 @@ SB={sb}
 mount --bind "$SB/host/etc/os-release" /etc/os-release
 mount --bind "$SB/host/kernel-osrelease" /proc/sys/kernel/osrelease
 mount --bind "$SB/host/etc/docker" /etc/docker
+mount --bind "$SB/host/etc/airdock" /etc/airdock
 mount --bind "$SB/host/var/lib" /var/lib
 mount --bind "$SB/host/var/log" /var/log
 mount --bind "$SB/host/run" /run
@@ -149,6 +152,7 @@ class Sandbox:
         root: DnfRoot,
         os_release: str = CENTOS_7,
         kernel: str = KERNEL_EL7,
+        trusted: Sequence[Path] = (),
     ):
         self.base = Path(base).resolve()
         self.root = root
@@ -156,6 +160,7 @@ class Sandbox:
         self.state = self.base / "state"
         for folder in (
             self.host / "etc" / "docker",
+            self.host / "etc" / "airdock",
             self.host / "var" / "lib" / "docker",
             self.host / "var" / "lib" / "containerd",
             self.host / "var" / "lib" / "airdock",
@@ -170,6 +175,7 @@ class Sandbox:
             folder.mkdir(parents=True, exist_ok=True)
         self.set_os_release(os_release)
         self.set_kernel(kernel)
+        self.trust(*trusted)
         (self.base / "dnf" / "dnf.conf").write_text(HOST_DNF_CONF)
         (self.base / "dnf" / "repos.d" / "CentOS-Base.repo").write_text(HOST_REPOS)
         (self.base / "dnf" / "home" / ".rpmmacros").write_text(RPMMACROS)
@@ -188,8 +194,10 @@ class Sandbox:
         self.shims = reachable_shims()
         self.enter = self.base / "enter.sh"
         self.enter.write_text(ENTER_SH.format(sb=quote_sh(self.base), shims=quote_sh(self.shims)))
+        # /etc/airdock is the one bind target Debian lacks: an empty folder, made once.
+        os.makedirs("/etc/airdock", exist_ok=True)
         for target in ("/etc/os-release", "/proc/sys/kernel/osrelease", "/etc/docker",
-                       "/var/lib", "/var/log", "/run"):  # fmt: skip
+                       "/etc/airdock", "/var/lib", "/var/log", "/run"):  # fmt: skip
             if not os.path.exists(target):
                 raise AssertionError(f"sandbox: {target} is missing on this host (bind target)")
 
@@ -198,6 +206,18 @@ class Sandbox:
     def set_os_release(self, text: str) -> None:
         (self.host / "etc").mkdir(parents=True, exist_ok=True)
         (self.host / "etc" / "os-release").write_text(text)
+
+    def trust(self, *keys: Path) -> None:
+        """Provision publisher keys in the host's /etc/airdock/trusted-keys (kickstart's job)."""
+        folder = self.host / "etc" / "airdock" / "trusted-keys"
+        for key in keys:
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(key, folder / Path(key).name)
+
+    @property
+    def trusted_keys(self) -> list[str]:
+        folder = self.host / "etc" / "airdock" / "trusted-keys"
+        return sorted(p.name for p in folder.glob("*.asc")) if folder.exists() else []
 
     def set_kernel(self, release: str) -> None:
         (self.host / "kernel-osrelease").write_text(release + "\n")
@@ -330,7 +350,7 @@ class Sandbox:
     def snapshot(self) -> dict:
         """Everything a 'nothing changed' assertion compares."""
         files = {}
-        for top in (self.var_lib, self.host / "etc" / "docker"):
+        for top in (self.var_lib, self.host / "etc" / "docker", self.host / "etc" / "airdock"):
             for path in sorted(top.rglob("*")):
                 if path.is_file() or path.is_symlink():
                     files[str(path.relative_to(self.host))] = path.stat().st_size
@@ -448,9 +468,12 @@ def flip_byte(path: Path, offset: int | None = None) -> None:
     Path(path).write_bytes(bytes(data))
 
 
-def rewrite_sha256sums(bundle: Path) -> None:
-    """Recompute SHA256SUMS with the builder's own writer (what a careful attacker does)."""
+def rewrite_sha256sums(bundle: Path, sign: bool = True) -> None:
+    """Recompute SHA256SUMS with the builder's own writer (what a careful attacker does), and
+    re-sign it with the rig's publisher key unless ``sign`` is false (see rig/publisher.py)."""
     write_sha256sums(Path(bundle))
+    if sign:
+        resign(Path(bundle))
 
 
 def edit_manifest(bundle: Path, edit) -> dict:
