@@ -2,7 +2,8 @@
 
 1. a signed fixture mirror (Docker CE + CentOS 7 trees) served on 127.0.0.1, and a registry
    holding a hello-world test image;
-2. `airdock build` makes a bundle from them (the builder's real CLI);
+2. `airdock build --sign-key` makes a signed bundle from them (the builder's real CLI), and
+   `airdock verify` checks it as the target will;
 3. a CentOS-7-shaped sandbox host (tests/rig/sandbox.py) with @core and CentOS's old docker
    1.13; the bundle's own installer runs there: check, install, status;
 4. hello-world runs on the installed engine;
@@ -28,6 +29,7 @@ from tests.rig.fixtures_mirror import builder_mirror_args, fixture_dnfroot
 from tests.rig.fixtures_sandbox import airdock_cli, forget_docker_key
 from tests.rig.httpserver import MirrorServer
 from tests.rig.mirror import cached_fixture_mirror
+from tests.rig.publisher import make_publisher
 from tests.rig.registry import start_registry
 from tests.rig.sandbox import Sandbox
 from tests.rig.testimage import build_test_image, skopeo_push
@@ -80,12 +82,21 @@ def main() -> int:
                     auth_file=work / "skopeo-auth.json")  # fmt: skip
         print(f"registry: {registry.url}  (library/hello-world:latest, multi-arch)")
 
-        step("airdock build: resolve, download, verify, write the bundle")
+        step("the publisher's signing key (an RSA key made by gpg)")
+        publisher = make_publisher(work / "publisher")
+        print(f"publisher: {publisher.fingerprint}")
+
+        step("airdock build --sign-key: resolve, download, verify, write and sign the bundle")
         build = run([*airdock_cli(), "build", *builder_mirror_args(mirror, server.url),
                      "--docker-version", "26.1.4", "--image", "hello-world:latest",
                      "--registry-mirror", registry.url, "--output", work / "bundles",
-                     "--cache-dir", work / "cache", "--json"])  # fmt: skip
+                     "--cache-dir", work / "cache", "--sign-key", publisher.secret,
+                     "--json"])  # fmt: skip
         bundle = Path(json.loads(build.stdout)["bundle"])
+
+        step("airdock verify: what the target will check, offline, before anything runs")
+        run([*airdock_cli(), "verify", json.loads(build.stdout)["tarball"], "--key",
+             publisher.public])  # fmt: skip
         print("\nbundle contents:")
         for path in sorted(bundle.rglob("*")):
             if path.is_file() and "repodata" not in path.parts:
@@ -99,7 +110,7 @@ def main() -> int:
         forget_docker_key(root)
         server.stop()  # from here on the host reaches nothing: the installer needs no mirror
         server = None
-        sb = Sandbox(work / "host", root)
+        sb = Sandbox(work / "host", root, trusted=[publisher.public])  # kickstart's job
         print(
             f"installroot {root.root}: {len(root.rpm_qa())} packages, "
             f"including {sorted(n for n in root.rpm_qa() if n.startswith('docker'))}"
