@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import __version__
 from .bundle import BuildResult, build
 from .diff import diff_manifests, format_diff, load_manifest
-from .download import DEFAULT_TIMEOUT, Cache, Downloader
+from .download import DEFAULT_TIMEOUT, Cache, Downloader, file_digest
 from .errors import AirdockError, UsageError
 from .mirrors import (
     PRESETS,
@@ -376,6 +376,9 @@ def build_cmd(
             f"{summary['images']} image(s); {downloader.stats.fetched} downloaded, "
             f"{downloader.stats.from_cache} from cache)"
         )
+        signed = f"signed by {opts.signer.fingerprint}" if opts.signer else "unsigned"
+        typer.echo(f"SHA256SUMS sha256: {summary['sha256sums_sha256']}  ({signed}: publish it "
+                   "with the tarball's .sha256 so operators can compare)")  # fmt: skip
 
     run(body)
 
@@ -391,6 +394,8 @@ def _summary(result: BuildResult, mirror: str, arch: str) -> dict:
         "mirror": mirror,
         "packages": len(result.manifest["packages"]),
         "images": len(result.manifest["images"]),
+        "sha256sums_sha256": file_digest(result.folder / "SHA256SUMS")["sha256"],
+        "publisher": (result.manifest.get("publisher") or {}).get("fingerprint"),
     }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .bundle import BuildResult, build, work_folder, write_json, write_text_atomic
 from .consistency import image_drift, plan_drift, raise_on_drift
-from .download import Downloader
+from .download import Downloader, file_digest
 from .mirrors import resolve_chain
 from .plan import BuildOptions, Plan, Reporter, make_plan
 
@@ -79,6 +79,7 @@ def release_rows(entries: Sequence[ReleaseEntry]) -> list[dict]:
                 "files": [f.name for f in files],
                 "size": sum(f.stat().st_size for f in files),
                 "sha256": r.tarball_sha256,
+                "sha256sums_sha256": file_digest(r.folder / "SHA256SUMS")["sha256"],
                 "docker_version": r.manifest["docker_version"],
                 "mirror": r.manifest["mirror"]["name"],
                 "arch": e.arch,
