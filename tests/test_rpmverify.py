@@ -84,7 +84,7 @@ def test_flipped_payload_byte_breaks_the_signature(fixture_mirror, keyring, tmp_
     data = bytearray(bad.read_bytes())
     data[-10] ^= 0xFF
     bad.write_bytes(bytes(data))
-    with pytest.raises(VerifyError, match="bad pgp signature"):
+    with pytest.raises(VerifyError, match=r"bad header\+payload signature \(tag 1002\)"):
         verify_rpm(
             bad, expected(fixture_mirror.pkg("extras", "x86_64", "slirp4netns")), keyring, "fixture"
         )
@@ -264,7 +264,7 @@ def test_el7_style_v3_signed_rpm(fixture_mirror, v3_key, tmp_path):
     data[-10] ^= 0xFF
     rpm.write_bytes(bytes(data))
     assert rpmkeys_checksig(rpm, public, tmp_path).returncode != 0
-    with pytest.raises(VerifyError, match="bad pgp signature") as err:
+    with pytest.raises(VerifyError, match=r"bad header\+payload signature \(tag 1002\)") as err:
         verify_rpm(rpm, expected(pkg), Keyring.load([public]), "fixture")
     assert "\n" not in str(err.value)
 
