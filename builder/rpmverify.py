@@ -4,7 +4,8 @@ The checksum from primary.xml proves the file is what the mirror's metadata says
 proves the metadata told the truth about *what* it is and *who* signed it. A package is accepted
 exactly when rpm 4.18 says "digests signatures OK" for it (``rpmkeys -K``, lib/rpmvs.c) with
 only the trusted keys imported — the pinned vendor keys shipped with airdock, plus any
-``--gpg-key`` — and an unsigned package never.
+``--gpg-key`` — and an unsigned package never (stricter than rpm, too, on the weak signature
+hashes :mod:`builder.signatures` refuses).
 
 An RPM is lead | signature header | header | payload (:mod:`builder.rpmheader`). The signature
 header carries signatures over the **header** (tag 268 RSA, 267 DSA) or over **header+payload**
@@ -30,10 +31,10 @@ a :class:`VerifyError` whose one line names the file and what is missing. rpm's 
 airdock is rpm with ``%_pkgverify_level all``, as the target's gpgcheck demands.
 
 Signatures are checked by :mod:`builder.signatures` (pysequoia; V3 packets, as on CentOS 7's
-RPMs, on ``cryptography``). The file is read once: header+payload is hashed in 1 MiB chunks by
-every digest and V3 signature that covers it. pysequoia takes signed data only as one
-``bytes``, so for a V4 header+payload signature (Docker's) header+payload is read into memory
-in one piece instead, and every check is fed from it.
+RPMs, on ``cryptography``). Header+payload is read once and hashed once by each digest and
+signature that covers it, in 1 MiB chunks; pysequoia takes signed data only as one ``bytes``,
+so for a V4 header+payload signature (Docker's) header+payload is read into memory in one piece
+instead (memory the size of the package) and every check is fed from it.
 """
 
 from __future__ import annotations
@@ -315,7 +316,7 @@ def _verify(rpm: _Rpm, f: BinaryIO, keyring: Keyring) -> RpmIdentity:
     full_sinks = [hashlib.new(d.algorithm) for d in full_digests]
     full_sinks += [checks[s.tag] for s in full_sigs]
     payload_sum = hashlib.sha256()
-    if all(getattr(sink, "streams", True) for sink in full_sinks):
+    if all(checks[s.tag].streams for s in full_sigs):
         for sink in full_sinks:
             sink.update(header)
         for chunk in iter(lambda: f.read(CHUNK), b""):
@@ -323,7 +324,7 @@ def _verify(rpm: _Rpm, f: BinaryIO, keyring: Keyring) -> RpmIdentity:
                 sink.update(chunk)
     else:
         f.seek(rpm.header_start)
-        data = f.read()  # one bytes object for pysequoia
+        data = f.read()  # one bytes object for pysequoia (a V4 header+payload signature)
         if not data.startswith(header):
             raise _unreadable(rpm.path, "it changed while it was read")
         for sink in full_sinks:

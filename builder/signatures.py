@@ -7,12 +7,14 @@ rejects every V3 packet since 2021-02-01 and pysequoia offers no way to pass
 another policy. A V3 signature is a fixed 19-byte preamble and one MPI
 (RFC 4880 §5.2.2), so the V3 path reads the packets (signature and key
 material) with pysequoia's own packet parser and leaves the RSA PKCS#1 v1.5
-check to ``cryptography``: framing by hand, no cryptography by hand. Only RSA
-with SHA-224 or stronger is accepted, as rpm on el7 would.
+check to ``cryptography``: framing by hand, no cryptography by hand.
 
 What is accepted, as rpm's ``verifySignature``: exactly one signature packet,
 over a *binary document* (type 0x00), by a key of the certificate it is checked
-against. :func:`checker` gives a check that is fed the signed data in pieces:
+against. Where this is stricter than rpm 4.18, on purpose: a V3 signature must
+be RSA with SHA-224 or stronger (no CentOS 7 or Docker package is signed with
+less), and a V4 one must also pass sequoia's StandardPolicy (which refuses
+SHA-1, for one). :func:`checker` gives a check that is fed the signed data in pieces:
 a V3 check hashes as it goes (an RPM's header+payload is read once, in chunks);
 pysequoia takes the signed data only as one ``bytes`` object, so a V4 check
 keeps what it is fed and :attr:`Check.streams` tells the caller to pass the
