@@ -7,20 +7,32 @@ rejects every V3 packet since 2021-02-01 and pysequoia offers no way to pass
 another policy. A V3 signature is a fixed 19-byte preamble and one MPI
 (RFC 4880 §5.2.2), so the V3 path reads the packets (signature and key
 material) with pysequoia's own packet parser and leaves the RSA PKCS#1 v1.5
-check to ``cryptography``: framing by hand, no cryptography by hand. Only RSA
-with SHA-224 or stronger is accepted, as rpm on el7 would.
+check to ``cryptography``: framing by hand, no cryptography by hand.
+
+What is accepted, as rpm's ``verifySignature``: exactly one signature packet,
+over a *binary document* (type 0x00), by a key of the certificate it is checked
+against. Where this is stricter than rpm 4.18, on purpose: a V3 signature must
+be RSA with SHA-224 or stronger (no CentOS 7 or Docker package is signed with
+less), and a V4 one must also pass sequoia's StandardPolicy (which refuses
+SHA-1, for one). :func:`checker` gives a check that is fed the signed data in pieces:
+a V3 check hashes as it goes (an RPM's header+payload is read once, in chunks);
+pysequoia takes the signed data only as one ``bytes`` object, so a V4 check
+keeps what it is fed and :attr:`Check.streams` tells the caller to pass the
+data in one piece. Which RPM tags must carry which signatures is
+:mod:`builder.rpmverify`'s business.
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import pysequoia
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
-from pysequoia.packet import PacketPile, Tag
+from pysequoia.packet import PacketPile, SignatureType, Tag
 
 RSA_ALGORITHMS = {1, 3}  # RSA (encrypt or sign), RSA sign-only
 V3_HASHES = {8: hashes.SHA256, 9: hashes.SHA384, 10: hashes.SHA512, 11: hashes.SHA224}
@@ -80,46 +92,124 @@ def key_ids(cert_path: Path) -> list[str]:
     )
 
 
+@dataclass(frozen=True)
+class PacketInfo:
+    version: int  # 3 or 4
+    issuer: str | None  # 16 hex, lower case
+    binary: bool  # a signature over a binary document (what rpm requires)
+
+
+def inspect(packet: bytes) -> PacketInfo:
+    """Version, issuer and type of one signature packet; SignatureError if it is not one."""
+    sig = _only_packet(packet, Tag.Signature)
+    issuer = sig.issuer_key_id or (sig.issuer_fingerprint or "")[-16:] or None
+    return PacketInfo(
+        sig.signature_version,
+        issuer.lower() if issuer else None,
+        sig.signature_type == SignatureType.Binary,
+    )
+
+
+class Check:
+    """A signature check fed the signed data with :meth:`update`, then :meth:`verify`."""
+
+    streams = True  # False: feed the data in one ``bytes`` piece (or it is copied once)
+
+    def update(self, data: bytes | memoryview) -> None:
+        raise NotImplementedError
+
+    def verify(self) -> str:
+        """Raise SignatureError unless the signature is good; return the signer's key id."""
+        raise NotImplementedError
+
+
+def checker(packet: bytes, cert: pysequoia.Cert, cert_path: Path) -> Check:
+    """The check of ``packet`` against ``cert`` (read from ``cert_path``)."""
+    info = inspect(packet)
+    if info.version == 3:
+        return V3Check(packet, rsa_public_keys(cert_path))
+    return V4Check(packet, cert, info)
+
+
 def verify(data: bytes, packet: bytes, cert: pysequoia.Cert, cert_path: Path) -> None:
     """Raise SignatureError unless ``packet`` is a valid signature by ``cert`` over ``data``."""
-    version = _only_packet(packet, Tag.Signature).signature_version
-    if version == 3:
-        verify_v3(data, packet, rsa_public_keys(cert_path))
-        return
-    try:
-        pysequoia.verify(
-            bytes=data, store=lambda _ids: [cert], signature=pysequoia.Sig.from_bytes(packet)
-        )
-    except Exception as exc:
-        raise SignatureError(_first_line(exc)) from exc
+    check = checker(packet, cert, cert_path)
+    check.update(data)
+    check.verify()
+
+
+class V4Check(Check):
+    """pysequoia's verification (its policy included) of a V4 signature."""
+
+    streams = False
+
+    def __init__(self, packet: bytes, cert: pysequoia.Cert, info: PacketInfo) -> None:
+        if not info.binary:
+            raise SignatureError("signature not over a binary document")
+        try:
+            self._sig = pysequoia.Sig.from_bytes(packet)
+        except Exception as exc:
+            raise SignatureError(f"unreadable signature packet ({_first_line(exc)})") from exc
+        self._cert = cert
+        self._issuer = info.issuer or ""
+        self._pieces: list[bytes | memoryview] = []
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._pieces.append(data)
+
+    def verify(self) -> str:
+        pieces = self._pieces
+        data = pieces[0] if len(pieces) == 1 and isinstance(pieces[0], bytes) else b"".join(pieces)
+        try:
+            pysequoia.verify(bytes=data, store=lambda _ids: [self._cert], signature=self._sig)
+        except Exception as exc:
+            raise SignatureError(_first_line(exc)) from exc
+        return self._issuer
+
+
+class V3Check(Check):
+    """A V3 RSA signature (RFC 4880 §5.2.2), hashed as the data comes."""
+
+    def __init__(self, packet: bytes, keys: dict[str, rsa.RSAPublicKey]) -> None:
+        body = bytes(_only_packet(packet, Tag.Signature).body)
+        if len(body) < 19 or body[0] != 3 or body[1] != 5:
+            raise SignatureError("malformed V3 signature packet")
+        sig_type, key_id, algorithm, hash_id = body[2], body[7:15].hex(), body[15], body[16]
+        if sig_type != BINARY_DOCUMENT:
+            raise SignatureError(
+                f"V3 signature of type {sig_type:#04x}, not over a binary document"
+            )
+        if algorithm not in RSA_ALGORITHMS:
+            raise SignatureError(f"V3 signature with public-key algorithm {algorithm}, not RSA")
+        if hash_id not in V3_HASHES:
+            raise SignatureError(f"V3 signature with hash algorithm {hash_id} (SHA-1/MD5 refused)")
+        key = keys.get(key_id)
+        if key is None:
+            raise SignatureError(f"V3 signature by key {key_id}, which this certificate lacks")
+        self._body, self._key, self._key_id = body, key, key_id
+        self._algo = V3_HASHES[hash_id]()
+        self._digest = hashes.Hash(self._algo)
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._digest.update(data)
+
+    def verify(self) -> str:
+        body, key = self._body, self._key
+        self._digest.update(body[2:7])  # signature type and creation time: the V3 trailer
+        value = self._digest.finalize()
+        if value[:2] != body[17:19]:
+            raise SignatureError("digest does not match (the data was altered)")
+        s, _ = _mpi(body, 19)
+        try:
+            signature = s.to_bytes((key.key_size + 7) // 8, "big")
+            key.verify(signature, value, padding.PKCS1v15(), utils.Prehashed(self._algo))
+        except (InvalidSignature, OverflowError):  # OverflowError: an MPI wider than the key
+            raise SignatureError("bad RSA signature") from None
+        return self._key_id
 
 
 def verify_v3(data: bytes, packet: bytes, keys: dict[str, rsa.RSAPublicKey]) -> str:
     """Check a V3 RSA signature (RFC 4880 §5.2.2); return the signer's key id."""
-    body = bytes(_only_packet(packet, Tag.Signature).body)
-    if len(body) < 19 or body[0] != 3 or body[1] != 5:
-        raise SignatureError("malformed V3 signature packet")
-    sig_type, key_id, algorithm, hash_id = body[2], body[7:15].hex(), body[15], body[16]
-    if sig_type != BINARY_DOCUMENT:
-        raise SignatureError(f"V3 signature of type {sig_type:#04x}, not over a binary document")
-    if algorithm not in RSA_ALGORITHMS:
-        raise SignatureError(f"V3 signature with public-key algorithm {algorithm}, not RSA")
-    if hash_id not in V3_HASHES:
-        raise SignatureError(f"V3 signature with hash algorithm {hash_id} (SHA-1/MD5 refused)")
-    key = keys.get(key_id)
-    if key is None:
-        raise SignatureError(f"V3 signature by key {key_id}, which this certificate lacks")
-    algo = V3_HASHES[hash_id]()
-    digest = hashes.Hash(algo)
-    digest.update(data)
-    digest.update(body[2:7])  # signature type and creation time: the V3 hashed trailer
-    value = digest.finalize()
-    if value[:2] != body[17:19]:
-        raise SignatureError("digest does not match (the data was altered)")
-    s, _ = _mpi(body, 19)
-    signature = s.to_bytes((key.key_size + 7) // 8, "big")
-    try:
-        key.verify(signature, value, padding.PKCS1v15(), utils.Prehashed(algo))
-    except InvalidSignature:
-        raise SignatureError("bad RSA signature") from None
-    return key_id
+    check = V3Check(packet, keys)
+    check.update(data)
+    return check.verify()
