@@ -17,6 +17,13 @@ index is made here too: the lead's magic, version and signature type; ``il``/``d
 first entry is one; known types, aligned offsets, data that lies in ascending order, does not
 overlap the region trailer and fits the store. A file that fails one is refused before any tag
 is read. As rpm's ``hdrblobGet``, a tag present twice is read from its first entry.
+
+Why by hand instead of ``rpmfile`` (which airdock used before): the signature check must see
+the signature header's own tags (267/268/269/273/1002/1004/1005) apart from the main header's
+and the exact byte ranges each covers, and a file from a mirror is untrusted input: rpmfile
+merges both headers into one mapping by tag name, reads a hostile index without rpm's bounds
+checks, and its errors are assertions. The format is small and fixed (lib/header.c); the
+cryptography stays in pysequoia and ``cryptography``.
 """
 
 from __future__ import annotations
