@@ -6,19 +6,28 @@ without ever writing the whole file: nothing over the limit touches the disk.
 Each part gets its own ``.sha256`` (a lost or damaged chunk is named, not
 guessed), and ``JOIN.txt`` holds the one-line command that re-joins them; the
 whole tarball's ``.sha256`` then checks the result.
+
+Every part of one split has the same number of digits (at least three, more when
+there are over 1000 parts): shells sort glob matches as text, so ``part-1000``
+would otherwise land between ``part-100`` and ``part-101``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shlex
 from pathlib import Path
+from typing import BinaryIO
 
 from .download import file_digest
 from .errors import UsageError
 
 FAT32_LIMIT = 4 * 1024**3 - 1
+MIN_WIDTH = 3
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+_TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
 def parse_size(text: str) -> int:
@@ -36,20 +45,40 @@ def parse_size(text: str) -> int:
     return size
 
 
+def part_width(count: int) -> int:
+    """Digits in every part number: at least three, enough for the last index."""
+    return max(MIN_WIDTH, len(str(max(count - 1, 0))))
+
+
+def part_name(tarball_name: str, index: int, width: int) -> str:
+    return f"{tarball_name}.part-{index:0{width}d}"
+
+
+def part_glob(tarball_name: str, width: int) -> str:
+    """A shell glob matching exactly the parts of this width (the name quoted for sh)."""
+    return f"{shlex.quote(tarball_name)}.part-{'[0-9]' * width}"
+
+
 class PartWriter:
-    """A binary file-like object that spreads what is written over numbered parts."""
+    """A binary file-like object that spreads what is written over numbered parts.
+
+    The number of parts, hence the width of their numbers, is known only at the
+    end, so parts are written under hidden temporary names beside ``base`` and
+    renamed at :meth:`close`; ``parts`` holds the final paths from then on.
+    """
 
     def __init__(self, base: Path, part_size: int) -> None:
         self.base = base
         self.part_size = part_size
         self.parts: list[Path] = []
         self.total = hashlib.sha256()
-        self._fh = None
+        self._fh: BinaryIO | None = None
         self._left = 0
+        self._closed = False
 
     def _next(self) -> None:
         self._close_part()
-        path = self.base.with_name(f"{self.base.name}.part-{len(self.parts):03d}")
+        path = self.base.with_name(f".{self.base.name}.partial-{len(self.parts)}")
         self.parts.append(path)
         self._fh = open(path, "wb")  # noqa: SIM115 - closed in _close_part
         self._left = self.part_size
@@ -60,6 +89,7 @@ class PartWriter:
         while view:
             if self._fh is None or self._left == 0:
                 self._next()
+            assert self._fh is not None
             chunk = view[: self._left]
             self._fh.write(chunk)
             self._left -= len(chunk)
@@ -78,14 +108,30 @@ class PartWriter:
     def __enter__(self) -> PartWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        self._close_part()  # a failed write leaves no part behind, not even a temporary one
+        for path in self.parts:
+            path.unlink(missing_ok=True)
 
     def close(self) -> None:
+        """Finish the last part and give every part its final, equal-width name."""
+        if self._closed:
+            return
         self._close_part()
         if not self.parts:
             self._next()
             self._close_part()
+        width = part_width(len(self.parts))
+        final = [
+            self.base.with_name(part_name(self.base.name, i, width)) for i in range(len(self.parts))
+        ]
+        for temp, path in zip(self.parts, final):
+            os.replace(temp, path)
+        self.parts = final
+        self._closed = True
 
 
 def write_part_sums(parts: list[Path]) -> list[Path]:
@@ -98,10 +144,35 @@ def write_part_sums(parts: list[Path]) -> list[Path]:
     return sums
 
 
+def join_file_name(tarball_name: str) -> str:
+    """``X.tar.gz`` → ``X.JOIN.txt``, the name a build gives it beside the bundle folder."""
+    for suffix in _TARBALL_SUFFIXES:
+        if tarball_name.endswith(suffix) and len(tarball_name) > len(suffix):
+            return f"{tarball_name[: -len(suffix)]}.JOIN.txt"
+    return f"{tarball_name}.JOIN.txt"
+
+
 def join_instructions(tarball_name: str, parts: list[Path]) -> str:
+    """The command that checks the parts, re-joins them and checks the whole tarball.
+
+    The glob names exactly this split's width, so it neither misses ``part-1000`` nor
+    picks up parts of another width, and equal widths make the shell's sort numeric.
+    """
+    parts_glob = part_glob(tarball_name, part_width(len(parts)))
+    name = shlex.quote(tarball_name)
     return (
         f"# {tarball_name} was split into {len(parts)} parts. On the target:\n"
-        f"sha256sum -c {tarball_name}.part-*.sha256 && "
-        f"cat {tarball_name}.part-[0-9][0-9][0-9] > {tarball_name} && "
-        f"sha256sum -c {tarball_name}.sha256\n"
+        f"sha256sum -c {parts_glob}.sha256 && "
+        f"cat {parts_glob} > {name} && "
+        f"sha256sum -c {name}.sha256\n"
     )
+
+
+def finish_split(tarball_name: str, parts: list[Path], folder: Path) -> tuple[list[Path], Path]:
+    """Write each part's ``.sha256`` and the JOIN file into ``folder``; return them.
+
+    A build and ``airdock split`` both call this, so their artifacts cannot drift apart.
+    """
+    join = folder / join_file_name(tarball_name)
+    join.write_text(join_instructions(tarball_name, parts))
+    return write_part_sums(parts), join
