@@ -43,7 +43,7 @@ from .plan import (
     make_plan,
 )
 from .release import release, release_rows
-from .split import parse_size
+from .split import fat32_warning, parse_size
 
 if TYPE_CHECKING:
     from .images import RegistryOptions
@@ -206,7 +206,8 @@ OPT_SPLIT = typer.Option(
     None,
     "--split-size",
     metavar="SIZE",
-    help="Write the tarball as parts of this size (e.g. 3900M for FAT32).",
+    help="Write the tarball as parts of this size (e.g. 3900M for FAT32; 4G or more "
+    "needs exFAT/NTFS).",
 )
 OPT_JSON = typer.Option(False, "--json", help="Machine-readable summary on stdout.")
 
@@ -235,8 +236,17 @@ def _options(chain: MirrorChain, given: dict[str, Any], arch: str) -> BuildOptio
         images=() if given["no_images"] else tuple(given["image"] or DEFAULT_IMAGES),
         registry_options=_registry_options(given["registry_mirror"], given["registry_user"]),
         allow_mirror_drift=given["allow_mirror_drift"],
-        split_size=parse_size(given["split_size"]) if given["split_size"] else None,
+        split_size=_part_size(given["split_size"], "--split-size") if given["split_size"] else None,
     )
+
+
+def _part_size(text: str, option: str) -> int:
+    """The part size in bytes; parts FAT32 cannot hold are allowed, with a warning."""
+    size = parse_size(text, option)
+    warning = fat32_warning(size, option, text)
+    if warning:
+        typer.echo(warning, err=True)
+    return size
 
 
 def _chain(

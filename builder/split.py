@@ -25,24 +25,35 @@ from .download import file_digest
 from .errors import UsageError
 
 FAT32_LIMIT = 4 * 1024**3 - 1
+MIN_PART_SIZE = 64 * 1024
 MIN_WIDTH = 3
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 _TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
-def parse_size(text: str) -> int:
-    """``3900M``, ``2G``, ``650M`` (binary units), or a plain byte count."""
+def parse_size(text: str, option: str = "--split-size") -> int:
+    """``3900M``, ``2G``, ``650M`` (binary units), or a plain byte count.
+
+    Sizes of 4 GiB or more are allowed (exFAT and NTFS media hold them); callers
+    warn with :func:`fat32_warning`.
+    """
     match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", text, re.IGNORECASE)
     if not match:
-        raise UsageError(f"--split-size {text!r} is not a size; write e.g. 3900M or 2G")
+        raise UsageError(f"{option} {text!r} is not a size; write e.g. 3900M or 2G")
     size = int(match.group(1)) * _UNITS[match.group(2).upper()]
-    if size < 64 * 1024:
-        raise UsageError(f"--split-size {text} is below 64K; choose a larger part size")
-    if size > FAT32_LIMIT:
-        raise UsageError(
-            f"--split-size {text} is 4 GiB or more, which FAT32 cannot hold; use at most 4095M"
-        )
+    if size < MIN_PART_SIZE:
+        raise UsageError(f"{option} {text} is below 64K; choose a larger part size")
     return size
+
+
+def fat32_warning(size: int, option: str, text: str) -> str | None:
+    """The one-line warning for parts FAT32 cannot hold, or None when they fit."""
+    if size <= FAT32_LIMIT:
+        return None
+    return (
+        f"Warning: {option} {text} makes parts of 4 GiB or more, which FAT32 cannot hold; "
+        "copy them to exFAT or NTFS media (or use at most 4095M)"
+    )
 
 
 def part_width(count: int) -> int:
