@@ -43,7 +43,7 @@ from .plan import (
     make_plan,
 )
 from .release import release, release_rows
-from .split import fat32_warning, parse_size
+from .split import fat32_warning, parse_size, resplit
 
 if TYPE_CHECKING:
     from .images import RegistryOptions
@@ -403,6 +403,39 @@ def release_cmd(
         for row in rows:
             typer.echo(f"{row['artifact']}  {row['size'] / 1e6:.1f} MB  sha256 {row['sha256']}")
         typer.echo(f"wrote {output / 'RELEASES.json'} and {output / 'RELEASES.md'}")
+
+    run(body)
+
+
+@app.command("split")
+def split_cmd(
+    tarball: Path = typer.Argument(..., help="A bundle tarball with its .sha256 beside it."),
+    size: str = typer.Option(
+        ..., "--size", metavar="SIZE", help="Part size, e.g. 3900M for FAT32 or 650M for a CD."
+    ),
+    output: Optional[Path] = typer.Option(
+        None, metavar="DIR", help="Folder for the parts; default the tarball's folder."
+    ),
+    as_json: bool = OPT_JSON,
+) -> None:
+    """Split an existing bundle tarball into parts (checked against its .sha256 first)."""
+
+    def body() -> None:
+        result = resplit(tarball, _part_size(size, "--size"), output)
+        if as_json:
+            summary = {
+                "tarball": str(result.tarball),
+                "tarball_sha256": result.tarball_sha256,
+                "parts": [str(p) for p in result.parts],
+                "join": str(result.join),
+                "sha256_file": str(result.sha256_file),
+            }
+            typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+            return
+        for path in result.parts:
+            typer.echo(f"part:    {path}")
+        typer.echo(f"join:    {result.join}")
+        typer.echo(f"sha256:  {result.tarball_sha256}  ({len(result.parts)} parts)")
 
     run(body)
 

@@ -9,7 +9,8 @@ whole tarball's ``.sha256`` then checks the result.
 
 Every part of one split has the same number of digits (at least three, more when
 there are over 1000 parts): shells sort glob matches as text, so ``part-1000``
-would otherwise land between ``part-100`` and ``part-101``.
+would otherwise land between ``part-100`` and ``part-101``. ``airdock split``
+re-splits an existing, checksummed tarball with the same helpers a build uses.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .download import file_digest
-from .errors import UsageError
+from .download import CHUNK, file_digest
+from .errors import AirdockError, ChecksumError, UsageError
 
 FAT32_LIMIT = 4 * 1024**3 - 1
 MIN_PART_SIZE = 64 * 1024
@@ -187,3 +191,109 @@ def finish_split(tarball_name: str, parts: list[Path], folder: Path) -> tuple[li
     join = folder / join_file_name(tarball_name)
     join.write_text(join_instructions(tarball_name, parts))
     return write_part_sums(parts), join
+
+
+# -- re-splitting an existing tarball -----------------------------------------------------------
+@dataclass
+class SplitResult:
+    tarball: Path
+    tarball_sha256: str
+    parts: list[Path]
+    join: Path
+    sha256_file: Path
+
+
+_SUM_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
+
+
+def expected_sha256(tarball: Path) -> str:
+    """The digest ``TARBALL.sha256`` (``sha256sum`` format) gives for the tarball."""
+    sums = tarball.with_name(tarball.name + ".sha256")
+    if not sums.is_file():
+        raise AirdockError(
+            f"{sums} is missing; put the tarball's checksum file beside it before splitting"
+        )
+    for line in sums.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = _SUM_LINE.fullmatch(line.strip())
+        if match and Path(match.group(2)).name == tarball.name:
+            return match.group(1).lower()
+    raise AirdockError(
+        f"{sums} has no sha256 line for {tarball.name}; write it with "
+        f"`sha256sum {tarball.name} > {sums.name}` from a trusted copy"
+    )
+
+
+def check_tarball(tarball: Path) -> str:
+    """Refuse a missing or damaged tarball before anything is written; return its digest."""
+    if not tarball.exists() or tarball.is_dir():
+        raise UsageError(f"{tarball}: no such file; give the path of a bundle tarball")
+    expected = expected_sha256(tarball)
+    actual = file_digest(tarball)["sha256"]
+    if actual != expected:
+        raise ChecksumError(
+            f"{tarball} does not match {tarball.name}.sha256 (sha256 {actual}, expected "
+            f"{expected}); copy the tarball again before splitting it"
+        )
+    return expected
+
+
+def resplit(tarball: Path, part_size: int, output: Path | None = None) -> SplitResult:
+    """Split a checksummed tarball into parts in ``output`` (default: its folder).
+
+    Everything is written into a temporary folder beside the destination and renamed
+    into place at the end, so a failure or interrupt leaves no new file under a final
+    name; the parts of an earlier split of the same tarball are replaced, never mixed.
+    """
+    digest = check_tarball(tarball)
+    output = output if output is not None else tarball.parent
+    output.mkdir(parents=True, exist_ok=True)
+    name = tarball.name
+    workdir = Path(tempfile.mkdtemp(prefix=".airdock-split-", dir=output))
+    try:
+        with open(tarball, "rb") as src, PartWriter(workdir / name, part_size) as writer:
+            shutil.copyfileobj(src, writer, CHUNK * 16)
+        if writer.total.hexdigest() != digest:
+            raise ChecksumError(
+                f"{tarball} changed while it was being split; split it again once nothing "
+                "writes to it"
+            )
+        sums = workdir / f"{name}.sha256"
+        sums.write_text(f"{digest}  {name}\n")
+        part_sums, join = finish_split(name, writer.parts, workdir)
+        publish_split(name, output, writer.parts, [*part_sums, sums], join)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return SplitResult(
+        tarball=tarball,
+        tarball_sha256=digest,
+        parts=[output / p.name for p in writer.parts],
+        join=output / join_file_name(name),
+        sha256_file=output / f"{name}.sha256",
+    )
+
+
+def stale_parts(folder: Path, tarball_name: str, keep: set[str]) -> list[Path]:
+    """Parts (and their ``.sha256``) of an earlier split of this tarball, not in ``keep``."""
+    pattern = re.compile(rf"{re.escape(tarball_name)}\.part-\d+(?:\.sha256)?")
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if pattern.fullmatch(p.name) and p.name not in keep and not p.is_dir()
+    )
+
+
+def publish_split(
+    tarball_name: str, output: Path, parts: list[Path], others: list[Path], join: Path
+) -> None:
+    """Rename a finished split into ``output``; the JOIN file goes first out and last in.
+
+    Until the new JOIN file appears the set is visibly incomplete; stale parts of an
+    earlier split are removed so that no glob can mix two splits.
+    """
+    (output / join.name).unlink(missing_ok=True)
+    for path in [*parts, *others]:
+        os.replace(path, output / path.name)
+    keep = {p.name for p in [*parts, *others]}
+    for path in stale_parts(output, tarball_name, keep):
+        path.unlink(missing_ok=True)
+    os.replace(join, output / join.name)
