@@ -42,7 +42,7 @@ from .resolve import Package
 from .rpmverify import FETCHED_KEYS, VENDOR_FINGERPRINTS, Keyring, verify_rpm
 from .sbom import write_sbom
 from .signing import Signer
-from .split import PartWriter, join_instructions, write_part_sums
+from .split import PartWriter, finish_split
 from .tarutil import add_tree, open_tar_gz, write_tar_gz
 
 FORMAT_VERSION = 1
@@ -439,10 +439,8 @@ def write_tarball(
                 add_tree(tar, staging, plan.name, plan.created)
         digest = writer.total.hexdigest()
         parts = writer.parts
-        artifacts = parts + write_part_sums(parts)
-        join = workdir / f"{plan.name}.JOIN.txt"
-        join.write_text(join_instructions(name, writer.parts))
-        artifacts.append(join)
+        part_sums, join = finish_split(name, parts, workdir)
+        artifacts = [*parts, *part_sums, join]
     sums = workdir / f"{name}.sha256"
     sums.write_text(f"{digest}  {name}\n")
     return digest, [*artifacts, sums], parts

@@ -45,7 +45,7 @@ from .plan import (
 )
 from .release import release, release_rows
 from .signing import load_signer
-from .split import parse_size
+from .split import fat32_warning, parse_size, resplit
 
 if TYPE_CHECKING:
     from .images import RegistryOptions
@@ -222,7 +222,8 @@ OPT_SPLIT = typer.Option(
     None,
     "--split-size",
     metavar="SIZE",
-    help="Write the tarball as parts of this size (e.g. 3900M for FAT32).",
+    help="Write the tarball as parts of this size (e.g. 3900M for FAT32; 4G or more "
+    "needs exFAT/NTFS).",
 )
 OPT_JSON = typer.Option(False, "--json", help="Machine-readable summary on stdout.")
 OPT_TIMEOUT = typer.Option(
@@ -272,10 +273,19 @@ def _options(chain: MirrorChain, given: dict[str, Any], arch: str) -> BuildOptio
         images=() if given["no_images"] else tuple(given["image"] or DEFAULT_IMAGES),
         registry_options=_registry_options(given["registry_mirror"], given["registry_user"]),
         allow_mirror_drift=given["allow_mirror_drift"],
-        split_size=parse_size(given["split_size"]) if given["split_size"] else None,
+        split_size=_part_size(given["split_size"], "--split-size") if given["split_size"] else None,
         wait=not given["no_wait"],
         signer=load_signer(given["sign_key"]) if given["sign_key"] else None,
     )
+
+
+def _part_size(text: str, option: str) -> int:
+    """The part size in bytes; parts FAT32 cannot hold are allowed, with a warning."""
+    size = parse_size(text, option)
+    warning = fat32_warning(size, option, text)
+    if warning:
+        typer.echo(warning, err=True)
+    return size
 
 
 def _chain(
@@ -445,6 +455,39 @@ def release_cmd(
         for row in rows:
             typer.echo(f"{row['artifact']}  {row['size'] / 1e6:.1f} MB  sha256 {row['sha256']}")
         typer.echo(f"wrote {output / 'RELEASES.json'} and {output / 'RELEASES.md'}")
+
+    run(body)
+
+
+@app.command("split")
+def split_cmd(
+    tarball: Path = typer.Argument(..., help="A bundle tarball with its .sha256 beside it."),
+    size: str = typer.Option(
+        ..., "--size", metavar="SIZE", help="Part size, e.g. 3900M for FAT32 or 650M for a CD."
+    ),
+    output: Optional[Path] = typer.Option(
+        None, metavar="DIR", help="Folder for the parts; default the tarball's folder."
+    ),
+    as_json: bool = OPT_JSON,
+) -> None:
+    """Split an existing bundle tarball into parts (checked against its .sha256 first)."""
+
+    def body() -> None:
+        result = resplit(tarball, _part_size(size, "--size"), output)
+        if as_json:
+            summary = {
+                "tarball": str(result.tarball),
+                "tarball_sha256": result.tarball_sha256,
+                "parts": [str(p) for p in result.parts],
+                "join": str(result.join),
+                "sha256_file": str(result.sha256_file),
+            }
+            typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+            return
+        for path in result.parts:
+            typer.echo(f"part:    {path}")
+        typer.echo(f"join:    {result.join}")
+        typer.echo(f"sha256:  {result.tarball_sha256}  ({len(result.parts)} parts)")
 
     run(body)
 

@@ -335,9 +335,7 @@ def test_split_parts_rejoin_to_the_exact_tarball(tmp_path, mirror_args, mirror):
     assert bad.returncode != 0 and "FAILED" in bad.stdout
 
 
-@pytest.mark.parametrize(
-    "size, needle", [("5G", "4 GiB or more"), ("12X", "not a size"), ("10K", "below 64K")]
-)
+@pytest.mark.parametrize("size, needle", [("12X", "not a size"), ("10K", "below 64K")])
 def test_bad_split_size(size, needle, tmp_path):
     line = error_line(
         airdock("build", "--split-size", size, "--no-images", "--cache-dir", tmp_path)
