@@ -8,6 +8,7 @@ and the packets are checked to be what 2.0 reads: v4, RSA, SHA-256/512.)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -237,3 +238,36 @@ def test_signed_release_signs_releases_json(tmp_path, fixture_mirror, mirror, pu
                       tmp_path / "rel" / "RELEASES.json", tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert list((tmp_path / "rel").glob("*.tar.gz.sha256.asc"))
+
+
+@pytest.mark.parametrize(
+    "variant", ["stripped-1002+flipped", "swapped-signature-header", "payload-flipped"]
+)
+def test_verify_refuses_a_doctored_rpm_even_in_a_publisher_signed_bundle(
+    signed_bundle, publisher, tmp_path, variant
+):
+    """The RPM check stands on its own: even with SHA256SUMS re-sealed and re-signed by the
+    publisher's key, a half-signed, swapped or altered package is refused."""
+    from builder.bundle import write_sha256sums
+    from builder.signing import load_signer
+    from tests.test_rpmverify import make_variant
+
+    copy = tmp_path / signed_bundle["folder"].name
+    shutil.copytree(signed_bundle["folder"], copy)
+    rpms = sorted((copy / "rpms").glob("*.rpm"))
+    target = next(p for p in rpms if p.name.startswith("docker-ce-2"))
+    other = next(p for p in rpms if p.name.startswith("docker-ce-cli"))
+    shutil.copyfile(make_variant(target, other, variant, tmp_path / "v"), target)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for entry in manifest["packages"]:
+        if entry["file"] == f"rpms/{target.name}":
+            entry["sha256"] = hashlib.sha256(target.read_bytes()).hexdigest()
+            entry["size"] = target.stat().st_size
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_sha256sums(copy)
+    load_signer(str(publisher["secret"])).sign_file(copy / "SHA256SUMS")
+    code, report = verify(copy, "--key", publisher["public"])
+    assert code == 1
+    assert {n for n, s in statuses(report).items() if s == "fail"} == {"rpms"}
+    message = next(c["message"] for c in report["checks"] if c["name"] == "rpms")
+    assert target.name in message and "\n" not in message
