@@ -131,7 +131,7 @@ def _open_sizes(data: bytes) -> dict[str, int]:
 def check_uncompressed_size(path: Path, record: Record, source: str) -> None:
     """Refuse a compressed file that expands beyond its ``open-size`` (a decompression bomb)
     before libsolv or libcomps expand it in memory."""
-    limit = record.open_size if record.open_size is not None else METADATA_OPEN_LIMIT
+    limit = min(record.open_size or METADATA_OPEN_LIMIT, METADATA_OPEN_LIMIT)
     with open(path, "rb") as raw:
         magic = raw.read(6)
     opener = _DECOMPRESSORS.get(magic[:2]) or _DECOMPRESSORS.get(magic[:3])

@@ -223,6 +223,23 @@ def test_hostile_rpm_locations_are_refused_before_any_download(tmp_path, fixture
     nothing_published(tmp_path / "bundles")
 
 
+BILLION_LAUGHS = (
+    b'<?xml version="1.0"?>\n<!DOCTYPE repomd [<!ENTITY a "aaaaaaaaaa">'
+    + b"".join(
+        b'<!ENTITY %c "%s">' % (ord("b") + i, (b"&%c;" % (ord("a") + i)) * 10) for i in range(8)
+    )  # fmt: skip
+    + b']>\n<repomd xmlns="http://linux.duke.edu/metadata/repo"><revision>&i;</revision>'
+    + b"</repomd>\n"
+)
+
+
+def test_xml_entity_bomb_in_repomd_is_one_line(tmp_path, mirror, mirror_args, reference_sha256):
+    """10^9 characters if expanded: refused as invalid metadata, in bounded memory."""
+    mirror.override(repo_path("extras") + "/repodata/repomd.xml", BILLION_LAUGHS)
+    fault_then_clean_rebuild(tmp_path, mirror, mirror_args, reference_sha256,
+                             "extras/x86_64/repodata/repomd.xml is not valid repomd.xml")  # fmt: skip
+
+
 def test_hostile_metadata_locations_in_repomd_are_refused(tmp_path, fixture_mirror):
     www = hardlinked_copy(fixture_mirror.root, tmp_path / "www")
     repomd = www / rig.repo_relpath("extras", "x86_64") / "repodata" / "repomd.xml"
