@@ -236,8 +236,8 @@ BILLION_LAUGHS = (
 def test_xml_entity_bomb_in_repomd_is_one_line(tmp_path, mirror, mirror_args, reference_sha256):
     """10^9 characters if expanded: refused as invalid metadata, in bounded memory."""
     mirror.override(repo_path("extras") + "/repodata/repomd.xml", BILLION_LAUGHS)
-    fault_then_clean_rebuild(tmp_path, mirror, mirror_args, reference_sha256,
-                             "extras/x86_64/repodata/repomd.xml is not valid repomd.xml")  # fmt: skip
+    words = "extras/x86_64/repodata/repomd.xml is not valid repomd.xml"
+    fault_then_clean_rebuild(tmp_path, mirror, mirror_args, reference_sha256, words)
 
 
 def test_hostile_metadata_locations_in_repomd_are_refused(tmp_path, fixture_mirror):
