@@ -39,7 +39,7 @@ from .mirrors import CENTOS_RELEASE, RELEASEVER
 from .plan import BuildOptions, Plan, Reporter, make_plan
 from .repowriter import write_repodata
 from .resolve import Package
-from .rpmverify import FETCHED_KEYS, VENDOR_FINGERPRINTS, Keyring, verify_rpm
+from .rpmverify import VENDOR_FINGERPRINTS, Keyring, verify_rpm
 from .sbom import write_sbom
 from .signing import Signer
 from .split import PartWriter, finish_split
@@ -95,15 +95,14 @@ def build(
         plan = plan or make_plan(opts, downloader, workdir / "metadata", reporter)
         held.enter_context(holding_name(opts.output, plan.name, opts.wait, reporter.step))
         staging = workdir / plan.name
-        resolved = resolve_images(opts, downloader, reporter)  # before any RPM is fetched
-        fetch_pinned_keys(opts, keyring, downloader, workdir / "keys", reporter)
+        add_pinned_keys(plan, keyring, workdir / "keys")
         rpms = fetch_rpms(plan, downloader, staging / "rpms", opts.jobs, reporter)
         reporter.step(f"verifying {len(rpms)} RPM headers and signatures")
         signers = verify_rpms(plan.packages, rpms, keyring)
         reporter.step("writing repodata with createrepo_c")
         write_repodata(staging / "rpms", [p.filename for p in plan.packages], plan.created)
         key_entries = copy_keys(keyring, signers, staging / "keys")
-        images = pull_images(opts, resolved, staging, workdir, reporter)
+        images = pull_images(opts, plan.images, staging, workdir, reporter)
         installer = copy_installer(staging)
         manifest = make_manifest(opts, plan, rpms, key_entries, images, installer)
         if opts.signer is not None:
@@ -200,38 +199,13 @@ def remove_stale_work(output: Path) -> list[Path]:
     return removed
 
 
-def fetch_pinned_keys(
-    opts: BuildOptions,
-    keyring: Keyring,
-    downloader: Downloader,
-    workdir: Path,
-    reporter: Reporter,
-) -> None:
-    """Vendor keys we pin by fingerprint but do not ship (CentOS 7 aarch64), from the vault."""
-    if opts.arch not in FETCHED_KEYS:
-        return
-    name, fingerprint = FETCHED_KEYS[opts.arch]
-    if any(k.fingerprint == fingerprint for k in keyring.keys):
-        return
-    urls = [
-        url
-        for m in opts.mirror.mirrors
-        for url in (
-            m.centos_repo_url("os", opts.arch) + name,
-            f"{m.os}/altarch/{name}",
-            f"{m.os}/{name}",
-        )
-    ]
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        data, url = downloader.get_bytes(urls, name, workdir)
-    except AirdockError:
-        reporter.step(f"warning: {name} not found on the mirror; pass it with --gpg-key")
-        return
-    path = workdir / f"{name}.asc"
-    path.write_bytes(data)
-    if keyring.add_pinned(path, fingerprint) is None:
-        reporter.step(f"warning: {url} is not the CentOS key {fingerprint}; ignored")
+def add_pinned_keys(plan: Plan, keyring: Keyring, folder: Path) -> None:
+    """The vendor keys the plan fetched and checked (CentOS 7 aarch64), into the keyring."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key in plan.pinned_keys:
+        path = folder / f"{key.name}.asc"
+        path.write_bytes(key.data)
+        keyring.add_pinned(path, key.fingerprint)
 
 
 def fetch_rpms(
@@ -241,8 +215,8 @@ def fetch_rpms(
         Download(p.urls, dest / p.filename, p.digest, p.size, label=p.filename)
         for p in plan.packages
     ]
-    reporter.step(f"fetching {len(items)} RPMs ({plan.download_size / 1e6:.1f} MB)")
-    reporter.bytes_started("RPMs", plan.download_size)
+    reporter.step(f"fetching {len(items)} RPMs ({plan.rpm_size / 1e6:.1f} MB)")
+    reporter.bytes_started("RPMs", plan.rpm_size)
     try:
         fetched = downloader.fetch_all(items, jobs)
     finally:
@@ -293,19 +267,6 @@ def copy_keys(keyring: Keyring, fingerprints: set[str], dest: Path) -> list[dict
             }
         )
     return sorted(entries, key=lambda e: e["file"])
-
-
-def resolve_images(opts: BuildOptions, downloader: Downloader, reporter: Reporter) -> list:
-    """The images' platform manifests, resolved (and so the registry reached) up front."""
-    if not opts.images:
-        return []
-    from .images import RegistryOptions
-    from .images import resolve_images as resolve
-
-    reporter.step(f"resolving {len(opts.images)} image(s) for {opts.arch}")
-    return resolve(
-        list(opts.images), opts.arch, downloader, opts.registry_options or RegistryOptions()
-    )
 
 
 def pull_images(

@@ -39,6 +39,7 @@ from .plan import (
     DEFAULT_IMAGES,
     DEFAULT_PACKAGES,
     BuildOptions,
+    Plan,
     Reporter,
     list_versions,
     make_plan,
@@ -554,7 +555,7 @@ def _registry_options(registry_mirror: str | None, user: str | None) -> Registry
     return RegistryOptions(registry_mirror=registry_mirror, username=user, password=password)
 
 
-def _print_plan(plan, as_json: bool) -> None:
+def _print_plan(plan: Plan, as_json: bool) -> None:
     rows = [
         {
             "nevra": p.nevra,
@@ -565,23 +566,31 @@ def _print_plan(plan, as_json: bool) -> None:
         }
         for p in plan.packages
     ]
+    images = [i.describe() for i in plan.images]
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "name": plan.name,
-                    "docker_version": plan.docker_version,
-                    "baseline": plan.baseline,
-                    "packages": rows,
-                    "download_size": plan.download_size,
-                },
-                indent=2,
-            )
-        )
+        document = {
+            "name": plan.name,
+            "docker_version": plan.docker_version,
+            "baseline": plan.baseline,
+            "packages": rows,
+            "images": images,
+            "keys": [{"name": k.name, "fingerprint": k.fingerprint} for k in plan.pinned_keys],
+            "rpm_size": plan.rpm_size,
+            "download_size": plan.download_size,
+        }
+        typer.echo(json.dumps(document, indent=2))
         return
-    typer.echo(f"{plan.name}: {len(rows)} RPMs, {plan.download_size / 1e6:.1f} MB")
+    typer.echo(
+        f"{plan.name}: {len(rows)} RPMs, {len(images)} image(s), "
+        f"{plan.download_size / 1e6:.1f} MB to download"
+    )
     for row in rows:
         typer.echo(f"  {row['nevra']:<60} {row['repo']}")
+    for image in images:
+        typer.echo(
+            f"  {image['reference']} ({image['platform']}) -> {image['manifest_digest']}, "
+            f"{image['size'] / 1e6:.1f} MB"
+        )
 
 
 @app.command("versions")

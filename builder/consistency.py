@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import solv
 
@@ -85,12 +86,13 @@ def plan_drift(plans: Mapping[str, Iterable[Package]]) -> list[str]:
     return problems
 
 
-def image_drift(manifests: Mapping[str, dict]) -> list[str]:
-    """Compare image manifest digests (per reference and platform) across bundles."""
+def image_drift(images: Mapping[str, Iterable[Mapping[str, Any]]]) -> list[str]:
+    """Compare image manifest digests (per reference and platform) across plans or bundles:
+    ``{label: [{"reference", "platform", "manifest_digest"}, …]}``."""
     seen: dict[tuple[str, str], tuple[str, str]] = {}
     problems = []
-    for label, manifest in manifests.items():
-        for image in manifest.get("images", []):
+    for label, entries in images.items():
+        for image in entries:
             key = (image["reference"], image["platform"])
             digest = image["manifest_digest"]
             if key in seen and seen[key][1] != digest:

@@ -43,8 +43,9 @@ class RegistryOptions:
 
 
 @dataclass
-class _Image:
-    """One reference resolved to a verified platform manifest."""
+class ResolvedImage:
+    """One reference resolved to a verified platform manifest: what a plan shows, and what
+    :func:`fetch_images` then downloads (its blobs are named by these digests)."""
 
     ref: Reference
     client: RegistryClient
@@ -52,10 +53,28 @@ class _Image:
     manifest: Manifest
     config: Descriptor
     layers: list[Descriptor]
+    platform: Platform
 
     @property
     def file(self) -> str:
         return f"images/{self.ref.file_stem}.tar"
+
+    @property
+    def size(self) -> int:
+        """Bytes to download: the config and every layer."""
+        return self.config.size + sum(layer.size for layer in self.layers)
+
+    def describe(self) -> dict:
+        """The plan's view of the image (``--dry-run --json``)."""
+        return {
+            "reference": str(self.ref),
+            "platform": str(self.platform),
+            "registry": self.client.base_url,
+            "index_digest": self.index_digest,
+            "manifest_digest": self.manifest.digest,
+            "config_digest": self.config.digest,
+            "size": self.size,
+        }
 
 
 class _Clients:
@@ -91,7 +110,7 @@ class _Clients:
 
 def resolve_images(
     references: Sequence[str], arch: str, downloader: Downloader, options: RegistryOptions
-) -> list[_Image]:
+) -> list[ResolvedImage]:
     """Every reference resolved to its verified platform manifest (small documents only).
 
     Runs before any RPM is downloaded, so a typo, a private image or an unreachable
@@ -115,7 +134,7 @@ def resolve_images(
 
 
 def fetch_images(
-    images: Sequence[_Image],
+    images: Sequence[ResolvedImage],
     arch: str,
     bundle_dir: Path,
     workdir: Path,
@@ -127,7 +146,7 @@ def fetch_images(
     order of the references (duplicates removed).
     """
     platform = platform_for_arch(arch)
-    blobs: dict[str, tuple[_Image, Descriptor, str]] = {}
+    blobs: dict[str, tuple[ResolvedImage, Descriptor, str]] = {}
     for img in images:
         blobs.setdefault(img.config.digest, (img, img.config, f"{img.ref} config"))
     paths = _fetch_blobs(blobs, workdir / "blobs", jobs)
@@ -159,7 +178,7 @@ def pull_images(
 
 
 def _fetch_blobs(
-    blobs: dict[str, tuple[_Image, Descriptor, str]], blob_dir: Path, jobs: int
+    blobs: dict[str, tuple[ResolvedImage, Descriptor, str]], blob_dir: Path, jobs: int
 ) -> dict[str, Path]:
     """Fetch blobs in parallel (each digest once); the first error cancels the rest."""
 
@@ -189,7 +208,7 @@ def _unique_refs(references: Sequence[str]) -> list[Reference]:
     return list(refs.values())
 
 
-def _resolve(ref: Reference, client: RegistryClient, platform: Platform) -> _Image:
+def _resolve(ref: Reference, client: RegistryClient, platform: Platform) -> ResolvedImage:
     where = str(ref)
     top = client.manifest(ref.repository, ref.manifest_ref, where)
     index_digest = None
@@ -210,10 +229,10 @@ def _resolve(ref: Reference, client: RegistryClient, platform: Platform) -> _Ima
                 f"{where} has a layer of type {layer.media_type!r} that docker load cannot "
                 "read (only tar and tar+gzip layers are supported)"
             )
-    return _Image(ref, client, index_digest, manifest, config, layers)
+    return ResolvedImage(ref, client, index_digest, manifest, config, layers, platform)
 
 
-def _check_config(img: _Image, platform: Platform, path: Path) -> None:
+def _check_config(img: ResolvedImage, platform: Platform, path: Path) -> None:
     """The config must be an image for ``platform`` with one diff_id per layer."""
     where = str(img.ref)
     try:
@@ -235,7 +254,9 @@ def _check_config(img: _Image, platform: Platform, path: Path) -> None:
         )
 
 
-def _write(img: _Image, platform: Platform, paths: dict[str, Path], bundle_dir: Path) -> dict:
+def _write(
+    img: ResolvedImage, platform: Platform, paths: dict[str, Path], bundle_dir: Path
+) -> dict:
     config_path = paths[img.config.digest]
     dest = bundle_dir / img.file
     write_image_archive(

@@ -22,7 +22,7 @@ from .repodata import Repo, core_group, fetch_records, fetch_repo, group_record
 from .resolve import Package, Solver, check_version
 
 if TYPE_CHECKING:
-    from .images import RegistryOptions
+    from .images import RegistryOptions, ResolvedImage
     from .signing import Signer
 
 DEFAULT_PACKAGES = (
@@ -66,10 +66,26 @@ class Plan:
     packages: list[Package]
     docker_repo: str
     available_versions: list[str] = field(default_factory=list)
+    images: list[ResolvedImage] = field(default_factory=list)
+    pinned_keys: list[PinnedKey] = field(default_factory=list)
+
+    @property
+    def rpm_size(self) -> int:
+        return sum(p.size for p in self.packages)
 
     @property
     def download_size(self) -> int:
-        return sum(p.size for p in self.packages)
+        """Every payload byte the build will fetch: RPMs, image configs and layers."""
+        return self.rpm_size + sum(i.size for i in self.images)
+
+
+@dataclass(frozen=True)
+class PinnedKey:
+    """A vendor key airdock pins but does not ship, fetched and checked while planning."""
+
+    name: str
+    fingerprint: str
+    data: bytes
 
 
 class Reporter:
@@ -175,6 +191,7 @@ def make_plan(
         drift = chain_drift(repos, packages, downloader, workdir / "chain", opts.arch)
         raise_on_drift(drift, opts.allow_mirror_drift, reporter.step)
     created = source_date_epoch(max(r.timestamp for r in repos))
+    pinned = plan_pinned_keys(opts, downloader, workdir / "keys", reporter)
     return Plan(
         bundle_name(version, opts.arch, opts.mirror),
         version,
@@ -184,4 +201,53 @@ def make_plan(
         packages,
         docker_repo,
         versions,
+        images=plan_images(opts, downloader, reporter),
+        pinned_keys=pinned,
     )
+
+
+def plan_images(opts: BuildOptions, downloader: Downloader, reporter: Reporter) -> list:
+    """Every image resolved to its platform manifest (the registry reached, each reference
+    checked) while planning: a typo or an unreachable registry fails before any download."""
+    if not opts.images:
+        return []
+    from .images import RegistryOptions, resolve_images
+
+    reporter.step(f"resolving {len(opts.images)} image(s) for {opts.arch}")
+    options = opts.registry_options or RegistryOptions()
+    return resolve_images(list(opts.images), opts.arch, downloader, options)
+
+
+def plan_pinned_keys(
+    opts: BuildOptions, downloader: Downloader, workdir: Path, reporter: Reporter
+) -> list[PinnedKey]:
+    """Vendor keys pinned by fingerprint but not shipped (CentOS 7 aarch64), from the vault,
+    checked now; none when the user already gave the key with --gpg-key."""
+    from .rpmverify import FETCHED_KEYS, Keyring
+
+    if opts.arch not in FETCHED_KEYS:
+        return []
+    name, fingerprint = FETCHED_KEYS[opts.arch]
+    if any(k.fingerprint == fingerprint for k in Keyring.load(opts.gpg_keys).keys):
+        return []
+    urls = [
+        url
+        for m in opts.mirror.mirrors
+        for url in (
+            m.centos_repo_url("os", opts.arch) + name,
+            f"{m.os}/altarch/{name}",
+            f"{m.os}/{name}",
+        )
+    ]
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        data, url = downloader.get_bytes(urls, name, workdir)
+    except AirdockError:
+        reporter.step(f"warning: {name} not found on the mirror; pass it with --gpg-key")
+        return []
+    path = workdir / f"{name}.asc"
+    path.write_bytes(data)
+    if Keyring([]).add_pinned(path, fingerprint) is None:
+        reporter.step(f"warning: {url} is not the CentOS key {fingerprint}; ignored")
+        return []
+    return [PinnedKey(name, fingerprint, data)]

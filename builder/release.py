@@ -50,13 +50,15 @@ def release(
     for arch in arches:  # x86_64 and altarch trees build their noarch RPMs apart
         same_arch = {m: plan.packages for (m, a), (_, plan) in plans.items() if a == arch}
         raise_on_drift(plan_drift(same_arch), base.allow_mirror_drift, reporter.step)
+    images = {
+        f"{m} ({a})": [i.describe() for i in plan.images] for (m, a), (_, plan) in plans.items()
+    }
+    raise_on_drift(image_drift(images), base.allow_mirror_drift, reporter.step)  # before building
 
     entries = []
     for (mirror, arch), (opts, plan) in plans.items():
         reporter.step(f"building {plan.name}")
         entries.append(ReleaseEntry(mirror, arch, build(opts, downloader, reporter, plan)))
-    drift = image_drift({f"{e.mirror} ({e.arch})": e.result.manifest for e in entries})
-    raise_on_drift(drift, base.allow_mirror_drift, reporter.step)
     write_releases(base.output, entries)
     if base.signer is not None:
         base.signer.sign_file(base.output / "RELEASES.json")

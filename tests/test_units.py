@@ -227,16 +227,14 @@ def test_plan_drift_names_package_and_mirrors():
 def test_image_drift_compares_per_reference_and_platform():
     from builder.consistency import image_drift, raise_on_drift
 
-    def manifest(digest: str, platform: str = "linux/amd64") -> dict:
-        return {
-            "images": [
-                {
-                    "reference": "docker.io/library/hello-world:latest",
-                    "platform": platform,
-                    "manifest_digest": digest,
-                }
-            ]
-        }
+    def manifest(digest: str, platform: str = "linux/amd64") -> list[dict]:
+        return [
+            {
+                "reference": "docker.io/library/hello-world:latest",
+                "platform": platform,
+                "manifest_digest": digest,
+            }
+        ]
 
     assert image_drift({"a": manifest("sha256:1"), "b": manifest("sha256:1")}) == []
     assert (
