@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -388,3 +389,65 @@ def test_diff_of_a_damaged_manifest(tmp_path):
         )
     line = error_line(airdock("diff", tmp_path / "a", tmp_path / "b"))
     assert "lacks or mangles the field" in line
+
+
+# -- planned images -----------------------------------------------------------------------------
+def _static_registry(www: Path, config_digest: str) -> bytes:
+    """A single-platform OCI manifest for library/app:1.0 (the plan reads manifests only)."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "size": 2,
+            "digest": config_digest,
+        },  # fmt: skip
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "size": 10,
+                "digest": "sha256:" + "1" * 64,
+            }
+        ],  # fmt: skip
+    }
+    folder = www / "v2" / "library" / "app" / "manifests"
+    folder.mkdir(parents=True, exist_ok=True)
+    body = json.dumps(manifest).encode()
+    (folder / "1.0").write_bytes(body)
+    return body
+
+
+def test_dry_run_json_lists_images_with_digests(tmp_path, mirror, mirror_args):
+    www = tmp_path / "registry"
+    body = _static_registry(www, "sha256:" + "2" * 64)
+    with MirrorServer(www) as registry:
+        ref = f"127.0.0.1:{registry.port}/library/app:1.0"
+        result = airdock("build", *mirror_args, "--image", ref, "--dry-run", "--json",
+                         "--cache-dir", tmp_path / "c")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    [image] = plan["images"]
+    assert image["reference"] == ref and image["platform"] == "linux/amd64"
+    assert image["manifest_digest"] == "sha256:" + hashlib.sha256(body).hexdigest()
+    assert image["config_digest"] == "sha256:" + "2" * 64 and image["size"] == 12
+    assert plan["download_size"] == plan["rpm_size"] + 12
+    assert mirror.count(".rpm") == 0
+
+
+def test_release_with_a_drifted_image_fails_before_any_bundle(tmp_path, fixture_mirror, mirror):
+    """The tag moves between the two mirrors' plans: the release stops before building."""
+    www = tmp_path / "registry"
+    _static_registry(www, "sha256:" + "2" * 64)
+    moved = _static_registry(tmp_path / "other", "sha256:" + "3" * 64)
+    with MirrorServer(www) as registry:
+        registry.override("/v2/library/app/manifests/1.0", moved, times=1)
+        ref = f"127.0.0.1:{registry.port}/library/app:1.0"
+        base = f"{mirror.url}/docker-ce"
+        result = airdock("release", "--mirror", base, "--mirror", f"{base}/", "--os-mirror",
+                         f"{mirror.url}/centos-vault", "--gpg-key", fixture_mirror.key_file,
+                         "--gpg-key", fixture_mirror.centos_key_file, "--image", ref,
+                         "--output", tmp_path / "rel", "--cache-dir", tmp_path / "c")  # fmt: skip
+    line = error_line(result)
+    assert "mirrors disagree" in line and ref in line
+    assert mirror.count(".rpm") == 0
+    assert [p.name for p in (tmp_path / "rel").iterdir() if not p.name.startswith(".")] == []
