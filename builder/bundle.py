@@ -35,6 +35,15 @@ from . import __version__
 from .download import Download, Downloader, file_digest
 from .errors import AirdockError
 from .locks import FileLock, Notify, remove_if_free
+from .manifest import (
+    BundleManifest,
+    FileRef,
+    ManifestImage,
+    ManifestKey,
+    ManifestPackage,
+    Publisher,
+    Target,
+)
 from .mirrors import CENTOS_RELEASE, RELEASEVER
 from .plan import BuildOptions, Plan, Reporter, make_plan
 from .repowriter import write_repodata
@@ -45,7 +54,6 @@ from .signing import Signer
 from .split import PartWriter, finish_split
 from .tarutil import add_tree, open_tar_gz, write_tar_gz
 
-FORMAT_VERSION = 1
 SIGNATURE = "SHA256SUMS.asc"  # the publisher's detached signature over SHA256SUMS
 PUBLISHER_KEY = "publisher.asc"  # in keys/: the publisher's public key
 WORK_PREFIX = ".airdock-build-"
@@ -70,7 +78,7 @@ class BuildResult:
     folder: Path
     tarball: Path  # absent on disk when the tarball was split into parts
     tarball_sha256: str
-    manifest: dict
+    manifest: BundleManifest
     parts: list[Path] = field(default_factory=list)
 
 
@@ -96,19 +104,19 @@ def build(
         held.enter_context(holding_name(opts.output, plan.name, opts.wait, reporter.step))
         staging = workdir / plan.name
         add_pinned_keys(plan, keyring, workdir / "keys")
-        rpms = fetch_rpms(plan, downloader, staging / "rpms", opts.jobs, reporter)
-        reporter.step(f"verifying {len(rpms)} RPM headers and signatures")
-        signers = verify_rpms(plan.packages, rpms, keyring)
+        fetched = fetch_rpms(plan, downloader, staging / "rpms", opts.jobs, reporter)
+        reporter.step(f"verifying {len(fetched)} RPM headers and signatures")
+        rpms = verify_rpms(fetched, keyring)
         reporter.step("writing repodata with createrepo_c")
         write_repodata(staging / "rpms", [p.filename for p in plan.packages], plan.created)
-        key_entries = copy_keys(keyring, signers, staging / "keys")
+        key_entries = copy_keys(keyring, {r.signer for r in rpms}, staging / "keys")
         images = pull_images(opts, plan.images, staging, workdir, reporter)
         installer = copy_installer(staging)
         manifest = make_manifest(opts, plan, rpms, key_entries, images, installer)
         if opts.signer is not None:
-            manifest["publisher"] = write_publisher_key(opts.signer, staging / "keys")
-        manifest["sbom"] = write_sbom(staging, manifest)  # before SHA256SUMS, which covers it
-        write_json(staging / "manifest.json", manifest)
+            manifest.publisher = write_publisher_key(opts.signer, staging / "keys")
+        manifest.sbom = FileRef(**write_sbom(staging, manifest.to_dict()))  # SHA256SUMS covers it
+        manifest.write(staging / "manifest.json")
         write_sha256sums(staging)
         if opts.signer is not None:
             reporter.step(f"signing SHA256SUMS with {opts.signer.fingerprint}")
@@ -208,9 +216,29 @@ def add_pinned_keys(plan: Plan, keyring: Keyring, folder: Path) -> None:
         keyring.add_pinned(path, key.fingerprint)
 
 
+@dataclass(frozen=True)
+class FetchedRpm:
+    """An RPM on disk whose bytes matched the metadata's digest and size."""
+
+    package: Package
+    path: Path
+    sha256: str
+    size: int
+    url: str
+
+
+@dataclass(frozen=True)
+class VerifiedRpm:
+    """A fetched RPM whose header identity and signatures checked out."""
+
+    fetched: FetchedRpm
+    signing_key: str | None  # 16 hex, as the signature packet names it
+    signer: str  # fingerprint of the trusted certificate that verified it
+
+
 def fetch_rpms(
     plan: Plan, downloader: Downloader, dest: Path, jobs: int, reporter: Reporter
-) -> dict[str, dict]:
+) -> list[FetchedRpm]:
     items = [
         Download(p.urls, dest / p.filename, p.digest, p.size, label=p.filename)
         for p in plan.packages
@@ -221,36 +249,33 @@ def fetch_rpms(
         fetched = downloader.fetch_all(items, jobs)
     finally:
         reporter.bytes_finished()
-    return {
-        p.filename: {"path": f.path, "sha256": f.sha256, "size": f.size, "url": f.url or p.url}
+    return [
+        FetchedRpm(p, f.path, f.sha256, f.size, f.url or p.url)
         for p, f in zip(plan.packages, fetched)
-    }
+    ]
 
 
-def verify_rpms(packages: Sequence[Package], rpms: dict[str, dict], keyring: Keyring) -> set[str]:
-    """Check every RPM, record its signing key id; return the signers' fingerprints."""
-    signers = set()
-    for p in packages:
+def verify_rpms(rpms: Sequence[FetchedRpm], keyring: Keyring) -> list[VerifiedRpm]:
+    """Check every RPM's header against its metadata and its signatures against the keyring."""
+    verified = []
+    for rpm in rpms:
+        p = rpm.package
         ident = verify_rpm(
-            rpms[p.filename]["path"],
-            (p.name, p.epoch, p.version, p.release, p.arch),
-            keyring,
-            p.url,
+            rpm.path, (p.name, p.epoch, p.version, p.release, p.arch), keyring, p.url
         )
-        rpms[p.filename]["signing_key"] = ident.signing_key
-        signers.add(ident.signer or "")
-    return signers
+        verified.append(VerifiedRpm(rpm, ident.signing_key, ident.signer or ""))
+    return verified
 
 
-def write_publisher_key(signer: Signer, keys: Path) -> dict:
+def write_publisher_key(signer: Signer, keys: Path) -> Publisher:
     """The publisher's public key in the bundle, for `gpg --verify` beside a published copy;
     the installer trusts only its own trust root, never this file alone."""
     keys.mkdir(parents=True, exist_ok=True)
     (keys / PUBLISHER_KEY).write_bytes(signer.public_key)
-    return {"file": f"keys/{PUBLISHER_KEY}", "fingerprint": signer.fingerprint}
+    return Publisher(file=f"keys/{PUBLISHER_KEY}", fingerprint=signer.fingerprint)
 
 
-def copy_keys(keyring: Keyring, fingerprints: set[str], dest: Path) -> list[dict]:
+def copy_keys(keyring: Keyring, fingerprints: set[str], dest: Path) -> list[ManifestKey]:
     dest.mkdir(parents=True, exist_ok=True)
     entries = []
     for key in keyring.keys:
@@ -259,19 +284,19 @@ def copy_keys(keyring: Keyring, fingerprints: set[str], dest: Path) -> list[dict
         name = key.path.name if key.path.suffix == ".asc" else f"{key.path.name}.asc"
         shutil.copyfile(key.path, dest / name)
         entries.append(
-            {
-                "file": f"keys/{name}",
-                "fingerprint": key.fingerprint,
-                "key_ids": list(key.key_ids),
-                "vendor": key.fingerprint in VENDOR_FINGERPRINTS,
-            }
+            ManifestKey(
+                file=f"keys/{name}",
+                fingerprint=key.fingerprint,
+                key_ids=list(key.key_ids),
+                vendor=key.fingerprint in VENDOR_FINGERPRINTS,
+            )
         )
-    return sorted(entries, key=lambda e: e["file"])
+    return sorted(entries, key=lambda e: e.file)
 
 
 def pull_images(
     opts: BuildOptions, resolved: list, staging: Path, workdir: Path, reporter: Reporter
-) -> list[dict]:
+) -> list[ManifestImage]:
     if not resolved:
         return []
     from .images import fetch_images
@@ -280,7 +305,7 @@ def pull_images(
     return fetch_images(resolved, opts.arch, staging, workdir / "images", jobs=opts.jobs)
 
 
-def copy_installer(staging: Path) -> dict:
+def copy_installer(staging: Path) -> FileRef:
     missing = [n for n in INSTALLER_FILES if not (INSTALLER_DIR / n).is_file()]
     if missing:
         raise AirdockError(
@@ -291,71 +316,66 @@ def copy_installer(staging: Path) -> dict:
         shutil.copyfile(INSTALLER_DIR / name, staging / name)
     (staging / "install.sh").chmod(0o755)
     (staging / "airdock_install.py").chmod(0o755)
-    return {
-        "file": "airdock_install.py",
-        "sha256": file_digest(staging / "airdock_install.py")["sha256"],
-    }
+    return FileRef(
+        file="airdock_install.py", sha256=file_digest(staging / "airdock_install.py")["sha256"]
+    )
 
 
 def make_manifest(
     opts: BuildOptions,
     plan: Plan,
-    rpms: dict[str, dict],
-    keys: list[dict],
-    images: list[dict],
-    installer: dict,
-) -> dict:
+    rpms: Sequence[VerifiedRpm],
+    keys: list[ManifestKey],
+    images: list[ManifestImage],
+    installer: FileRef,
+) -> BundleManifest:
     requested = set(opts.packages)
-    return {
-        "format": "airdock-bundle",
-        "format_version": FORMAT_VERSION,
-        "name": plan.name,
-        "tool": {"name": "airdock", "version": __version__},
-        "created": datetime.fromtimestamp(plan.created, timezone.utc).strftime(
-            "%Y-%m-%dT%H:%M:%SZ"
+    return BundleManifest(
+        name=plan.name,
+        tool={"name": "airdock", "version": __version__},
+        created=datetime.fromtimestamp(plan.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        docker_version=plan.docker_version,
+        channel=opts.channel,
+        target=Target(
+            os="centos",
+            releasever=RELEASEVER,
+            arch=opts.arch,
+            baseline=f"centos-{CENTOS_RELEASE} @core" if opts.closure == "minimal" else "none",
+            closure=opts.closure,
         ),
-        "docker_version": plan.docker_version,
-        "channel": opts.channel,
-        "target": {
-            "os": "centos",
-            "releasever": RELEASEVER,
-            "arch": opts.arch,
-            "baseline": f"centos-{CENTOS_RELEASE} @core" if opts.closure == "minimal" else "none",
-            "closure": opts.closure,
-        },
-        "requested": list(opts.packages),
-        "mirror": {
+        requested=list(opts.packages),
+        mirror={
             "name": opts.mirror.name,
             "docker_ce": opts.mirror.first.docker_ce,
             "os": opts.mirror.first.os,
             "chain": opts.mirror.describe(),
         },
-        "repos": [
+        repos=[
             {"id": r.id, "baseurl": r.baseurl, "metadata_checksum": f"sha256:{r.repomd_sha256}"}
             for r in plan.repos
         ],
-        "keys": keys,
-        "packages": [
-            {
-                "name": p.name,
-                "epoch": p.epoch,
-                "version": p.version,
-                "release": p.release,
-                "arch": p.arch,
-                "file": f"rpms/{p.filename}",
-                "size": rpms[p.filename]["size"],
-                "sha256": rpms[p.filename]["sha256"],
-                "url": rpms[p.filename]["url"],
-                "repo": p.repo_id,
-                "signing_key": rpms[p.filename].get("signing_key"),
-                "requested": p.name in requested,
-            }
-            for p in plan.packages
+        keys=keys,
+        packages=[
+            ManifestPackage(
+                name=v.fetched.package.name,
+                epoch=v.fetched.package.epoch,
+                version=v.fetched.package.version,
+                release=v.fetched.package.release,
+                arch=v.fetched.package.arch,
+                file=f"rpms/{v.fetched.package.filename}",
+                size=v.fetched.size,
+                sha256=v.fetched.sha256,
+                url=v.fetched.url,
+                repo=v.fetched.package.repo_id,
+                signing_key=v.signing_key,
+                requested=v.fetched.package.name in requested,
+            )
+            for v in rpms
         ],
-        "remove": list(OLD_DOCKER_PACKAGES),
-        "images": images,
-        "installer": installer,
-    }
+        remove=list(OLD_DOCKER_PACKAGES),
+        images=images,
+        installer=installer,
+    )
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -400,13 +400,13 @@ def _summary(result: BuildResult, mirror: str, arch: str) -> dict:
         "tarball": str(result.tarball),
         "parts": [str(p) for p in result.parts],
         "tarball_sha256": result.tarball_sha256,
-        "docker_version": result.manifest["docker_version"],
+        "docker_version": result.manifest.docker_version,
         "arch": arch,
         "mirror": mirror,
-        "packages": len(result.manifest["packages"]),
-        "images": len(result.manifest["images"]),
+        "packages": len(result.manifest.packages),
+        "images": len(result.manifest.images),
         "sha256sums_sha256": file_digest(result.folder / "SHA256SUMS")["sha256"],
-        "publisher": (result.manifest.get("publisher") or {}).get("fingerprint"),
+        "publisher": result.manifest.publisher.fingerprint if result.manifest.publisher else None,
     }
 
 

@@ -14,12 +14,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import solv
-
 from .download import Digest, Downloader
-from .errors import AirdockError, MirrorError
+from .errors import AirdockError, NotFoundError
 from .repodata import Repo, fetch_repo
-from .resolve import Package
+from .resolve import Package, Solver
 
 
 class MirrorDriftError(AirdockError):
@@ -27,20 +25,11 @@ class MirrorDriftError(AirdockError):
 
 
 def repo_digests(repo: Repo, arch: str) -> dict[str, Digest]:
-    """NEVRA -> digest for every package in a repository's primary metadata."""
-    pool = solv.Pool()
-    pool.setarch(arch)
-    srepo = pool.add_repo(repo.id)
-    f = solv.xfopen(str(repo.files["primary"]))
-    srepo.add_rpmmd(f, None, 0)
-    f.close()
-    out = {}
-    for s in srepo.solvables_iter():
-        chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
-        evr = s.evr if ":" in s.evr else f"0:{s.evr}"
-        if chk is not None:
-            out[f"{s.name}-{evr}.{s.arch}"] = Digest.of(chk.typestr(), chk.hex())
-    return out
+    """NEVRA -> digest for every package in a repository's primary metadata, read by the
+    solver's own loader: a primary that cannot be read is an error here too."""
+    solver = Solver(arch)
+    solver.add_repo(repo)
+    return solver.digests(repo.id)
 
 
 def chain_drift(
@@ -59,7 +48,7 @@ def chain_drift(
         for index, base in enumerate(repo.baseurls[1:], 1):
             try:
                 other = fetch_repo(downloader, repo.id, [base], workdir / f"{repo.id}-alt{index}")
-            except MirrorError:
+            except NotFoundError:
                 continue  # that mirror lacks the repo: the fallback never takes files from it
             digests = repo_digests(other, arch)
             for p in by_repo.get(repo.id, []):

@@ -8,81 +8,46 @@ without their payload too.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import solv
 
-from .errors import UsageError
+from .manifest import BundleManifest, ManifestPackage
 
 
-def load_manifest(path: Path) -> dict:
-    """A bundle's manifest from its folder (or the manifest file itself)."""
-    file = path / "manifest.json" if path.is_dir() else path
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(
-            f"{path} is not a bundle (no manifest.json); give a bundle folder"
-        ) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{file} is not valid JSON ({exc}); the bundle is damaged") from None
-    if not isinstance(data, dict) or data.get("format") != "airdock-bundle":
-        raise UsageError(f"{file} is not an airdock manifest; give a bundle folder")
-    return data
+def load_manifest(path: Path) -> BundleManifest:
+    """A bundle's manifest from its folder (or the manifest file itself), validated."""
+    return BundleManifest.load(path)
 
 
-def _evr(p: dict) -> str:
-    return (
-        f"{p['epoch']}:{p['version']}-{p['release']}"
-        if p.get("epoch")
-        else f"{p['version']}-{p['release']}"
-    )
+def diff_manifests(old: BundleManifest, new: BundleManifest) -> dict:
+    """What changed from ``old`` to ``new``."""
 
-
-def _size(m: dict) -> int:
-    return sum(p["size"] for p in m.get("packages", [])) + sum(
-        i["size"] for i in m.get("images", [])
-    )
-
-
-def diff_manifests(old: dict, new: dict) -> dict:
-    """What changed from ``old`` to ``new``; a manifest missing fields is a UsageError."""
-    try:
-        return _diff(old, new)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(
-            f"a bundle manifest lacks or mangles the field {exc}; the bundle is damaged "
-            "or was not written by airdock"
-        ) from None
-
-
-def _diff(old: dict, new: dict) -> dict:
-    def by_name(m: dict) -> dict[tuple[str, str], dict]:
-        return {(p["name"], p["arch"]): p for p in m.get("packages", [])}
+    def by_name(m: BundleManifest) -> dict[tuple[str, str], ManifestPackage]:
+        return {(p.name, p.arch): p for p in m.packages}
 
     a, b = by_name(old), by_name(new)
     changed = []
     for key in sorted(a.keys() & b.keys()):
-        if (_evr(a[key]), a[key]["sha256"]) != (_evr(b[key]), b[key]["sha256"]):
+        if (a[key].evr, a[key].sha256) != (b[key].evr, b[key].sha256):
             changed.append(
                 {
                     "name": key[0],
                     "arch": key[1],
-                    "old": _evr(a[key]),
-                    "new": _evr(b[key]),
+                    "old": a[key].evr,
+                    "new": b[key].evr,
                     "direction": _direction(a[key], b[key]),
                 }
             )
-    images_a = {i["reference"]: i for i in old.get("images", [])}
-    images_b = {i["reference"]: i for i in new.get("images", [])}
+    images_a = {i.reference: i for i in old.images}
+    images_b = {i.reference: i for i in new.images}
     return {
-        "old": old.get("name"),
-        "new": new.get("name"),
-        "docker_version": {"old": old.get("docker_version"), "new": new.get("docker_version")},
+        "old": old.name,
+        "new": new.name,
+        "docker_version": {"old": old.docker_version, "new": new.docker_version},
         "packages": {
-            "added": [f"{k[0]}-{_evr(b[k])}.{k[1]}" for k in sorted(b.keys() - a.keys())],
-            "removed": [f"{k[0]}-{_evr(a[k])}.{k[1]}" for k in sorted(a.keys() - b.keys())],
+            "added": [f"{k[0]}-{b[k].evr}.{k[1]}" for k in sorted(b.keys() - a.keys())],
+            "removed": [f"{k[0]}-{a[k].evr}.{k[1]}" for k in sorted(a.keys() - b.keys())],
             "changed": changed,
         },
         "images": {
@@ -91,20 +56,24 @@ def _diff(old: dict, new: dict) -> dict:
             "changed": [
                 {
                     "reference": r,
-                    "old": images_a[r]["config_digest"],
-                    "new": images_b[r]["config_digest"],
+                    "old": images_a[r].config_digest,
+                    "new": images_b[r].config_digest,
                 }
                 for r in sorted(images_a.keys() & images_b.keys())
-                if images_a[r]["config_digest"] != images_b[r]["config_digest"]
+                if images_a[r].config_digest != images_b[r].config_digest
             ],
         },
-        "size": {"old": _size(old), "new": _size(new), "delta": _size(new) - _size(old)},
+        "size": {
+            "old": old.payload_size,
+            "new": new.payload_size,
+            "delta": new.payload_size - old.payload_size,
+        },
     }
 
 
-def _direction(old: dict, new: dict) -> str:
+def _direction(old: ManifestPackage, new: ManifestPackage) -> str:
     """upgrade, downgrade or rebuilt (same EVR, other bytes), comparing EVRs as rpm does."""
-    result = _evrcmp(_evr(old), _evr(new))
+    result = _evrcmp(old.evr, new.evr)
     return "rebuilt" if result == 0 else "upgrade" if result < 0 else "downgrade"
 
 

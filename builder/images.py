@@ -16,6 +16,7 @@ from pathlib import Path
 from .download import Downloader, file_digest, parallel
 from .errors import MirrorError, UsageError, VerifyError
 from .imagearchive import Blob, write_image_archive
+from .manifest import ManifestImage
 from .registry import (
     CONFIG_TYPES,
     LAYER_TYPES,
@@ -139,7 +140,7 @@ def fetch_images(
     bundle_dir: Path,
     workdir: Path,
     jobs: int = 4,
-) -> list[dict]:
+) -> list[ManifestImage]:
     """Fetch the blobs of resolved images and write ``bundle_dir/images/*.tar``.
 
     Returns the objects of the "Image object" table in docs/bundle-format.md, in the
@@ -171,7 +172,7 @@ def pull_images(
     workdir: Path,
     options: RegistryOptions,
     jobs: int = 4,
-) -> list[dict]:
+) -> list[ManifestImage]:
     """Resolve, then fetch: each reference for ``arch`` into ``bundle_dir/images/``."""
     images = resolve_images(references, arch, downloader, options)
     return fetch_images(images, arch, bundle_dir, workdir, jobs)
@@ -256,7 +257,7 @@ def _check_config(img: ResolvedImage, platform: Platform, path: Path) -> None:
 
 def _write(
     img: ResolvedImage, platform: Platform, paths: dict[str, Path], bundle_dir: Path
-) -> dict:
+) -> ManifestImage:
     config_path = paths[img.config.digest]
     dest = bundle_dir / img.file
     write_image_archive(
@@ -270,18 +271,18 @@ def _write(
         image_name=_containerd_name(img.ref),
         tag=img.ref.tag_or_pseudo,
     )
-    return {
-        "reference": str(img.ref),
-        "repo_tag": img.ref.repo_tag,
-        "registry": img.client.base_url,
-        "index_digest": img.index_digest,
-        "manifest_digest": img.manifest.digest,
-        "config_digest": img.config.digest,
-        "platform": str(platform),
-        "file": img.file,
-        "size": dest.stat().st_size,
-        "sha256": file_digest(dest)["sha256"],
-    }
+    return ManifestImage(
+        reference=str(img.ref),
+        repo_tag=img.ref.repo_tag,
+        registry=img.client.base_url,
+        index_digest=img.index_digest,
+        manifest_digest=img.manifest.digest,
+        config_digest=img.config.digest,
+        platform=str(platform),
+        file=img.file,
+        size=dest.stat().st_size,
+        sha256=file_digest(dest)["sha256"],
+    )
 
 
 def _containerd_name(ref: Reference) -> str:

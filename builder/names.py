@@ -71,3 +71,8 @@ def checked_digest(algo: str, value: str, source: str) -> Digest:
         raise MirrorError(
             f"{source}: {exc}; the repository metadata is broken or hostile — use another mirror"
         ) from exc
+
+
+def nevra_text(name: str, epoch: int, version: str, release: str, arch: str) -> str:
+    """``name-epoch:version-release.arch``, the one spelling airdock writes (epoch always)."""
+    return f"{name}-{epoch}:{version}-{release}.{arch}"

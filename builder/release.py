@@ -82,11 +82,11 @@ def release_rows(entries: Sequence[ReleaseEntry]) -> list[dict]:
                 "size": sum(f.stat().st_size for f in files),
                 "sha256": r.tarball_sha256,
                 "sha256sums_sha256": file_digest(r.folder / "SHA256SUMS")["sha256"],
-                "docker_version": r.manifest["docker_version"],
-                "mirror": r.manifest["mirror"]["name"],
+                "docker_version": r.manifest.docker_version,
+                "mirror": r.manifest.mirror["name"],
                 "arch": e.arch,
-                "packages": len(r.manifest["packages"]),
-                "images": [i["reference"] for i in r.manifest["images"]],
+                "packages": len(r.manifest.packages),
+                "images": [i.reference for i in r.manifest.images],
             }
         )
     return sorted(rows, key=lambda row: (row["mirror"], row["arch"]))

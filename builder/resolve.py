@@ -22,7 +22,7 @@ import solv
 
 from .download import Digest
 from .errors import ResolveError, UsageError
-from .names import check_href, check_nevra, checked_digest
+from .names import check_href, check_nevra, checked_digest, nevra_text
 from .repodata import Repo
 
 DOCKER_FAMILY = ("docker-ce", "docker-ce-cli", "docker-ce-rootless-extras")
@@ -58,7 +58,7 @@ class Package:
 
     @property
     def nevra(self) -> str:
-        return f"{self.name}-{self.epoch}:{self.version}-{self.release}.{self.arch}"
+        return nevra_text(self.name, self.epoch, self.version, self.release, self.arch)
 
     @property
     def filename(self) -> str:
@@ -98,6 +98,17 @@ class Solver:
                 f"{self.pool.errstr}; the mirror may be serving a broken file"
             )
         f.close()
+
+    def digests(self, repo_id: str) -> dict[str, Digest]:
+        """NEVRA -> digest of every package in a loaded repository (for drift checks)."""
+        out = {}
+        for s in self._solv_repos[repo_id].solvables_iter():
+            chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
+            if chk is not None:
+                epoch, version, release = split_evr(s.evr)
+                key = nevra_text(s.name, epoch, version, release, s.arch)
+                out[key] = checked_digest(chk.typestr(), chk.hex(), f"{repo_id}: {s.name}")
+        return out
 
     def unresolved_file_deps(self) -> set[str]:
         """File requirements (``/usr/sbin/groupadd``) that primary.xml alone cannot satisfy."""

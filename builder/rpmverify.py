@@ -51,6 +51,7 @@ import pysequoia
 
 from . import rpmheader, signatures
 from .errors import UsageError, VerifyError
+from .names import nevra_text
 from .rpmheader import BIN, INT16, INT32, INT64, STRING, STRING_ARRAY, HeaderBlob
 
 KEYS_DIR = Path(__file__).with_name("keys")
@@ -466,5 +467,4 @@ def _check_payload_digests(
 
 
 def _nevra(t: tuple) -> str:
-    name, epoch, version, release, arch = t
-    return f"{name}-{epoch}:{version}-{release}.{arch}"
+    return nevra_text(*t)

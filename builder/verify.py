@@ -31,6 +31,7 @@ import pysequoia
 from .bundle import PUBLISHER_KEY, SIGNATURE
 from .digests import file_digest
 from .errors import AirdockError, UsageError
+from .manifest import BundleManifest
 from .rpmverify import VENDOR_FINGERPRINTS, Keyring, verify_rpm
 from .signing import verify_detached
 
@@ -84,15 +85,12 @@ def verify_folder(folder: Path, certs: list[pysequoia.Cert], report: Report) -> 
     sums = _check_sums(folder, report)
     trusted = _check_signature(folder, certs, report)
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        report.add("manifest", "fail", f"manifest.json is unreadable ({exc})")
+        manifest = BundleManifest.load(folder)
+    except AirdockError as exc:
+        report.add("manifest", "fail", str(exc))
         return
-    if not isinstance(manifest, dict) or manifest.get("format_version") != 1:
-        report.add("manifest", "fail", "manifest.json is not an airdock bundle manifest v1")
-        return
-    arch = (manifest.get("target") or {}).get("arch")
-    report.add("manifest", "pass", f"docker-ce {manifest.get('docker_version')} for {arch}")
+    report.add("manifest", "pass", f"docker-ce {manifest.docker_version} for "
+               f"{manifest.target.arch}")  # fmt: skip
     if sums is not None:
         _check_rpms(folder, manifest, trusted, report)
         _check_images(folder, manifest, report)
@@ -253,38 +251,32 @@ def _check_signature(folder: Path, certs: list[pysequoia.Cert], report: Report) 
     return False
 
 
-def _check_rpms(folder: Path, manifest: dict, trusted: bool, report: Report) -> None:
-    entries = [k for k in manifest.get("keys", []) if isinstance(k, dict)]
-    others = [k for k in entries if k.get("fingerprint") not in VENDOR_FINGERPRINTS]
+def _check_rpms(folder: Path, manifest: BundleManifest, trusted: bool, report: Report) -> None:
+    others = [k for k in manifest.keys if k.fingerprint not in VENDOR_FINGERPRINTS]
     if others and not trusted:
-        report.add("keys", "fail", f"{others[0].get('file')} ({others[0].get('fingerprint')}) is "
-                   "not a vendor key, and the bundle is not signed by a key you trust; pass "
-                   "--key with the publisher's key")  # fmt: skip
+        report.add("keys", "fail", f"{others[0].file} ({others[0].fingerprint}) is not a vendor "
+                   "key, and the bundle is not signed by a key you trust; pass --key with the "
+                   "publisher's key")  # fmt: skip
         return
     try:
-        keyring = Keyring.load([folder / str(k["file"]) for k in others])
+        keyring = Keyring.load([folder / k.file for k in others])
     except AirdockError as exc:
         report.add("keys", "fail", str(exc))
         return
-    packages = manifest.get("packages", [])
-    for p in packages:
+    for p in manifest.packages:
         try:
-            expected = (p["name"], int(p["epoch"]), p["version"], p["release"], p["arch"])
-            verify_rpm(folder / p["file"], expected, keyring, "the bundle")
-        except (KeyError, TypeError, ValueError) as exc:
-            report.add("rpms", "fail", f"a package entry is malformed ({exc})")
-            return
+            identity = (p.name, p.epoch, p.version, p.release, p.arch)
+            verify_rpm(folder / p.file, identity, keyring, "the bundle")
         except AirdockError as exc:
             report.add("rpms", "fail", str(exc))
             return
-    report.add("rpms", "pass", f"{len(packages)} RPMs: headers match the manifest, signatures "
-               "verify")  # fmt: skip
+    report.add("rpms", "pass", f"{len(manifest.packages)} RPMs: headers match the manifest, "
+               "signatures verify")  # fmt: skip
 
 
-def _check_images(folder: Path, manifest: dict, report: Report) -> None:
-    images = manifest.get("images", [])
-    for image in images:
-        path = folder / str(image.get("file", ""))
+def _check_images(folder: Path, manifest: BundleManifest, report: Report) -> None:
+    for image in manifest.images:
+        path = folder / image.file
         try:
             with tarfile.open(path) as tar:
                 index = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
@@ -294,12 +286,13 @@ def _check_images(folder: Path, manifest: dict, report: Report) -> None:
             report.add("images", "fail", f"{path.name} is not a docker-load archive ({e})")
             return
         actual = "sha256:" + hashlib.sha256(config).hexdigest()
-        if actual != image.get("config_digest"):
+        if actual != image.config_digest:
             report.add("images", "fail", f"{path.name}: config {actual}, the manifest says "
-                       f"{image.get('config_digest')}")  # fmt: skip
+                       f"{image.config_digest}")  # fmt: skip
             return
-    if images:
-        report.add("images", "pass", f"{len(images)} image(s): configs match their digests")
+    if manifest.images:
+        report.add("images", "pass", f"{len(manifest.images)} image(s): configs match their "
+                   "digests")  # fmt: skip
 
 
 def _cert(path: Path) -> pysequoia.Cert:

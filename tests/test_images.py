@@ -10,6 +10,7 @@ reaches the storage host.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import tarfile
@@ -35,8 +36,8 @@ def _pull(tmp: Path, refs, arch="x86_64", options=None, cache=None, retries=0, n
     downloader = Downloader(Cache(cache or tmp / "cache"), retries=retries, backoff=0)
     options = options or RegistryOptions(docker_config=tmp / "no-config.json")
     bundle = tmp / name
-    images = pull_images(refs, arch, downloader, bundle, tmp / f"{name}-work", options)
-    return images, bundle, downloader
+    pulled = pull_images(refs, arch, downloader, bundle, tmp / f"{name}-work", options)
+    return [dataclasses.asdict(i) for i in pulled], bundle, downloader
 
 
 def _mirror(tmp: Path, proxy) -> RegistryOptions:

@@ -381,14 +381,21 @@ def test_diff_of_a_non_bundle(tmp_path):
     assert "is not a bundle" in line
 
 
-def test_diff_of_a_damaged_manifest(tmp_path):
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ('{"format": "airdock-bundle", "packages": [{"name": "x"}]}',
+         "format_version None is not a whole number"),
+        ('{"format": "airdock-bundle", "format_version": 1, "name": "x"}', "tool is missing"),
+        ('{"format": "airdock-bundle", "format_version": 7}', "format_version 7"),
+    ],
+)  # fmt: skip
+def test_diff_of_a_damaged_manifest(tmp_path, text, says):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "manifest.json").write_text(
-            '{"format": "airdock-bundle", "packages": [{"name": "x"}]}'
-        )
+        (tmp_path / name / "manifest.json").write_text(text)
     line = error_line(airdock("diff", tmp_path / "a", tmp_path / "b"))
-    assert "lacks or mangles the field" in line
+    assert says in line and "manifest.json" in line
 
 
 # -- planned images -----------------------------------------------------------------------------
