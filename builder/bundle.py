@@ -60,7 +60,7 @@ WORK_PREFIX = ".airdock-build-"
 LOCK_SUFFIX = ".lock"
 INSTALLER_DIR = Path(__file__).resolve().parent / "installer"
 INSTALLER_FILES = ("install.sh", "airdock_install.py", "README.txt")
-# Installed CentOS packages that must go in the same transaction (el7-facts.md).
+# Installed CentOS packages that must go in the same transaction (docs/el7-facts.md#old-packages).
 OLD_DOCKER_PACKAGES = (
     "docker",
     "docker-client",

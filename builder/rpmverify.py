@@ -55,7 +55,7 @@ from .names import nevra_text
 from .rpmheader import BIN, INT16, INT32, INT64, STRING, STRING_ARRAY, HeaderBlob
 
 KEYS_DIR = Path(__file__).with_name("keys")
-# Pinned vendor keys (el7-facts.md): file name -> fingerprint.
+# Pinned vendor keys (docs/el7-facts.md#signing-keys): file name -> fingerprint.
 VENDOR_KEYS = {
     "docker-ce-centos.asc": "060A61C51B558A7F742B77AAC52FEB6B621E9F35",
     "RPM-GPG-KEY-CentOS-7.asc": "6341AB2753D78A78A7C27BB124C6A8A7F4A80EB5",
@@ -63,7 +63,7 @@ VENDOR_KEYS = {
 
 
 # Vendor keys not shipped (not in our reference set), fetched from the vault on demand
-# and trusted only when the fingerprint matches the pin (el7-facts.md).
+# and trusted only when the fingerprint matches the pin (docs/el7-facts.md#signing-keys).
 FETCHED_KEYS = {
     "aarch64": ("RPM-GPG-KEY-CentOS-7-aarch64", "EF8F3CA66EFDF32B36CDADF76C7CB6EF305D49D6"),
 }

@@ -90,7 +90,7 @@ DOCKER_PACKAGES = (
     "docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin",
     "docker-compose-plugin", "docker-ce-rootless-extras",
 )
-# Pinned vendor signing keys (el7-facts.md); any other key in keys/ needs a bundle signed by a
+# Pinned vendor signing keys (docs/el7-facts.md); any other key in keys/ needs a bundle signed by a
 # publisher this host trusts (the publisher vouches for the --gpg-key it built with).
 VENDOR_KEYS = {
     "060A61C51B558A7F742B77AAC52FEB6B621E9F35": "Docker's RPM signing key",

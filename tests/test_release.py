@@ -45,7 +45,7 @@ def error_line(result) -> str:
 
 
 # -- presets -----------------------------------------------------------------------------------
-DOCUMENTED = {  # el7-facts.md: what each preset must point at
+DOCUMENTED = {  # docs/el7-facts.md#mirror-presets: what each preset must point at
     "docker": ("https://download.docker.com", "https://vault.centos.org"),
     "aliyun": ("https://mirrors.aliyun.com/docker-ce", "https://mirrors.aliyun.com/centos-vault"),
     "tsinghua": (

@@ -4,7 +4,7 @@ Declarative package definitions (`Pkg`, `catalog`) are turned into tiny but
 real RPMs with ``rpmbuild``, signed with throwaway RSA keys (``rpmsign --addsign
 --rpmv3``, so el7's rpm 4.11 could check them), and indexed with
 ``createrepo_c`` (``-g comps.xml`` for the CentOS ``os`` repo, which carries the
-``core`` group).  The dependency graph follows el7-facts.md: a CentOS 7.9 @core
+``core`` group).  The dependency graph follows docs/el7-facts.md: a CentOS 7.9 @core
 set, the non-core os packages docker pulls in, an ``updates`` repo with a
 policycoreutils upgrade that the correct answer must include (and selinux-policy
 / systemd updates it must NOT include), ``extras`` with container-selinux,
