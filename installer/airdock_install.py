@@ -54,6 +54,13 @@ try:
 except NameError:
     ask = input
 
+try:  # what json.loads gives for strings and integers
+    TEXT_TYPES = (str, unicode)  # noqa: F821 (Python 2)
+    INT_TYPES = (int, long)  # noqa: F821 (Python 2)
+except NameError:
+    TEXT_TYPES = (str,)
+    INT_TYPES = (int,)
+
 VERSION = "0.1.0"
 BUNDLE_FORMAT = "airdock-bundle"
 KNOWN_FORMAT_VERSIONS = (1,)
@@ -62,6 +69,8 @@ RECEIPT_FORMAT_VERSION = 1
 DEFAULT_LOG = "/var/log/airdock-install.log"
 STATE_DIR = "/var/lib/airdock"
 RECEIPT = STATE_DIR + "/receipt.json"
+LOCK_FILE = STATE_DIR + "/lock"
+MANIFEST_MAX_BYTES = 16 * 1024 * 1024  # a real manifest is tens of KiB
 OS_RELEASE = "/etc/os-release"
 OS_RELEASE_FALLBACKS = ("/etc/centos-release", "/etc/redhat-release", "/etc/system-release")
 KERNEL_RELEASE = "/proc/sys/kernel/osrelease"  # what uname -r says; a file, so it can be read
@@ -93,6 +102,7 @@ VENDOR_KEYS = {
     "EF8F3CA66EFDF32B36CDADF76C7CB6EF305D49D6": "CentOS 7 aarch64 signing key",
 }
 RHEL_COMPATIBLE = ("rhel", "ol", "scientific", "redhat")
+KNOWN_ARCHES = ("x86_64", "aarch64")  # a bundle's target.arch; its packages: that or noarch
 HELLO_MESSAGE = "Hello from Docker!"
 DOCKER_START_TIMEOUT = 90
 GIB = 1024 ** 3
@@ -1053,34 +1063,211 @@ class Bundle(object):
 
 
 def load_bundle(s, root, required=True):
+    """Read, validate (validate_manifest) and model manifest.json.  A manifest that cannot be
+    used is one Failure line (exit 1): the installer runs as root and the bundle is input."""
     root = os.path.abspath(root)
     path = os.path.join(root, "manifest.json")
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            data = handle.read(MANIFEST_MAX_BYTES + 1)
     except (IOError, OSError) as exc:
         if not required:
             return None
         raise Failure("cannot read %s: %s" % (path, exc.strerror or exc),
                       "run install.sh from the unpacked bundle folder (or pass --bundle DIR)")
+    damaged = "the bundle is damaged or was altered: copy it again from the source, or rebuild it"
+    if len(data) > MANIFEST_MAX_BYTES:
+        raise Failure("%s is larger than %s, which no airdock bundle's manifest is" % (
+            path, human_size(MANIFEST_MAX_BYTES)), damaged)
     try:
         manifest = json.loads(data.decode("utf-8"))
-    except ValueError as exc:
-        raise Failure("%s is not valid JSON (%s)" % (path, exc), "re-copy the bundle")
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: nested too deep to parse
+        raise Failure("%s is not valid JSON (%s)" % (path, one_line(str(exc))), damaged)
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise Failure("%s is not an airdock bundle manifest" % path, "re-copy the bundle")
-    version = manifest.get("format_version")
-    if version not in KNOWN_FORMAT_VERSIONS:
-        raise Failure("the bundle uses manifest format_version %r, this installer knows %s" % (
-            version, ", ".join(str(v) for v in KNOWN_FORMAT_VERSIONS)),
-            "use the install.sh that came in the same bundle, or rebuild the bundle")
     try:
-        bundle = Bundle(root, manifest, hashlib.sha256(data).hexdigest())
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise Failure("%s is incomplete (%s)" % (path, exc), "re-copy or rebuild the bundle")
+        check_format_version(manifest.get("format_version"))
+        validate_manifest(manifest)
+    except ManifestProblem as exc:
+        raise Failure("%s is malformed: %s" % (path, exc), damaged)
+    bundle = Bundle(root, manifest, hashlib.sha256(data).hexdigest())
     s.result["bundle"] = {"name": bundle.name, "docker_version": bundle.docker_version,
                           "arch": bundle.arch, "path": root}
     return bundle
+
+
+def check_format_version(version):
+    """An int this installer knows; a newer one means a newer airdock made the bundle."""
+    if not isinstance(version, INT_TYPES) or isinstance(version, bool):
+        raise ManifestProblem("format_version is %s, not an integer" % shown(version))
+    if version in KNOWN_FORMAT_VERSIONS:
+        return
+    knows = ", ".join(str(v) for v in KNOWN_FORMAT_VERSIONS)
+    if version > max(KNOWN_FORMAT_VERSIONS):
+        raise Failure("this bundle was made by a newer airdock (manifest format_version %d; this "
+                      "installer knows %s)" % (version, knows),
+                      "run the install.sh inside that bundle: each bundle carries its own "
+                      "installer")
+    raise Failure("the bundle's manifest has format_version %d, which no airdock writes (this "
+                  "installer knows %s)" % (version, knows),
+                  "the bundle is damaged or was altered: copy it again from the source")
+
+
+# What the manifest's strings must look like (the shapes rpm, yum, docker and the builder use,
+# as builder/names.py checks them): ASCII, no whitespace, no control character, no "/" in a
+# name; \Z, not $, so that a trailing newline does not slip through.
+NAME_RE = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]*\Z")
+VERSION_RE = re.compile(r"^[A-Za-z0-9._+~^]+\Z")
+FILE_NAME = r"[A-Za-z0-9_+][A-Za-z0-9._+~^-]*"
+BUNDLE_NAME_RE = re.compile("^" + FILE_NAME + r"\Z")
+RPM_FILE_RE = re.compile("^rpms/" + FILE_NAME + r"\.rpm\Z")
+IMAGE_FILE_RE = re.compile("^images/" + FILE_NAME + r"\.tar\Z")
+KEY_FILE_RE = re.compile("^keys/" + FILE_NAME + r"\.asc\Z")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+FINGERPRINT_RE = re.compile(r"^[0-9A-Fa-f]{40}\Z")
+KEY_ID_RE = re.compile(r"^[0-9A-Fa-f]{16}\Z")
+IMAGE_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*\Z")  # never an option (-...)
+TEXT_RE = re.compile(r"^[ -~]*\Z")  # printable ASCII: text that is only shown
+
+NAME_SHAPE = "a package name (letters, digits and ._+-)"
+VERSION_SHAPE = "an RPM version (letters, digits and ._+~^)"
+FILE_SHAPE = "a plain name (letters, digits and ._+~^-)"
+IN_FOLDER_SHAPE = "%s/<name>.%s with <name> " + FILE_SHAPE
+
+
+class ManifestProblem(Exception):
+    """What in manifest.json does not fit its schema (load_bundle makes it a Failure)."""
+
+
+def validate_manifest(manifest):
+    """Walk manifest.json's schema (docs/bundle-format.md) for everything the installer uses:
+    required keys, types, lists of objects, names, versions and file names of the shapes above,
+    known architectures, sizes and epochs as integers >= 0.  Raises ManifestProblem naming the
+    first thing that does not fit; keys the installer does not use are ignored."""
+    top = "the manifest"
+    text_field(manifest, "name", top, BUNDLE_NAME_RE, FILE_SHAPE, required=False)
+    text_field(manifest, "docker_version", top, VERSION_RE, VERSION_SHAPE)
+    target = object_field(manifest, "target", top)
+    arch = text_field(target, "arch", "target", None, "")
+    if arch not in KNOWN_ARCHES:
+        raise ManifestProblem("target.arch is %s, not an architecture this installer knows (%s)"
+                              % (shown(arch), ", ".join(KNOWN_ARCHES)))
+    for key in ("baseline", "closure"):  # shown in messages
+        text_field(target, key, "target", TEXT_RE, "printable text", required=False)
+    for index, name in enumerate(list_field(manifest, "requested", top, required=False)):
+        check_value(name, "requested[%d]" % index, NAME_RE, NAME_SHAPE)
+    for index, name in enumerate(list_field(manifest, "remove", top, required=False)):
+        check_value(name, "remove[%d]" % index, NAME_RE, NAME_SHAPE)
+    packages = list_field(manifest, "packages", top)
+    if not packages:
+        raise ManifestProblem("packages is empty: the bundle holds no RPM")
+    files = set()
+    for index, entry in enumerate(packages):
+        where = "packages[%d]" % index
+        expect(isinstance(entry, dict), where, entry, "an object")
+        name = text_field(entry, "name", where, NAME_RE, NAME_SHAPE)
+        where = "%s (%s)" % (where, name)
+        int_field(entry, "epoch", where)
+        text_field(entry, "version", where, VERSION_RE, VERSION_SHAPE)
+        text_field(entry, "release", where, VERSION_RE, VERSION_SHAPE.replace("version", "release"))
+        pkg_arch = text_field(entry, "arch", where, None, "")
+        expect(pkg_arch in (arch, "noarch"), where + ".arch", pkg_arch,
+               "%s or noarch (the bundle's target.arch)" % arch)
+        files.add(unique_file(entry, where, RPM_FILE_RE, IN_FOLDER_SHAPE % ("rpms", "rpm"), files))
+        int_field(entry, "size", where)
+        text_field(entry, "sha256", where, SHA256_RE, "64 lowercase hex digits")
+        if entry.get("signing_key") is not None:
+            text_field(entry, "signing_key", where, KEY_ID_RE, "a 16-hex-digit key ID")
+        if "requested" in entry:
+            expect(isinstance(entry["requested"], bool), where + ".requested", entry["requested"],
+                   "true or false")
+    for index, entry in enumerate(list_field(manifest, "keys", top)):
+        where = "keys[%d]" % index
+        expect(isinstance(entry, dict), where, entry, "an object")
+        files.add(unique_file(entry, where, KEY_FILE_RE, IN_FOLDER_SHAPE % ("keys", "asc"), files))
+        text_field(entry, "fingerprint", where, FINGERPRINT_RE, "a 40-hex-digit fingerprint")
+        for number, key_id in enumerate(list_field(entry, "key_ids", where, required=False)):
+            check_value(key_id, "%s.key_ids[%d]" % (where, number), KEY_ID_RE,
+                        "a 16-hex-digit key ID")
+    for index, entry in enumerate(list_field(manifest, "images", top, required=False)):
+        where = "images[%d]" % index
+        expect(isinstance(entry, dict), where, entry, "an object")
+        tag = text_field(entry, "repo_tag", where, IMAGE_REF_RE, "an image name:tag")
+        where = "%s (%s)" % (where, tag)
+        files.add(unique_file(entry, where, IMAGE_FILE_RE, IN_FOLDER_SHAPE % ("images", "tar"),
+                              files))
+        int_field(entry, "size", where)
+        text_field(entry, "sha256", where, SHA256_RE, "64 lowercase hex digits")
+        if entry.get("config_digest") is not None:
+            text_field(entry, "config_digest", where, IMAGE_ID_RE, "sha256:<64 lowercase hex>")
+
+
+def expect(ok, where, value, wanted):
+    if not ok:
+        raise ManifestProblem("%s is %s, not %s" % (where, shown(value), wanted))
+
+
+def check_value(value, where, pattern, wanted):
+    expect(isinstance(value, TEXT_TYPES) and 0 < len(value) <= 512 and
+           (pattern is None or pattern.match(value)), where, value, wanted or "a string")
+    return value
+
+
+def present(obj, key, where, required):
+    if key in obj:
+        return True
+    if required:
+        raise ManifestProblem("%s has no \"%s\"" % (where, key))
+    return False
+
+
+def text_field(obj, key, where, pattern, wanted, required=True):
+    if not present(obj, key, where, required):
+        return None
+    return check_value(obj[key], "%s.%s" % (where, key) if where != "the manifest" else key,
+                       pattern, wanted)
+
+
+def int_field(obj, key, where, required=True):
+    if not present(obj, key, where, required):
+        return None
+    value = obj[key]
+    expect(isinstance(value, INT_TYPES) and not isinstance(value, bool) and value >= 0,
+           "%s.%s" % (where, key), value, "an integer >= 0")
+    return value
+
+
+def list_field(obj, key, where, required=True):
+    if not present(obj, key, where, required):
+        return []
+    expect(isinstance(obj[key], list), key if where == "the manifest" else "%s.%s" % (where, key),
+           obj[key], "a list")
+    return obj[key]
+
+
+def object_field(obj, key, where):
+    present(obj, key, where, True)
+    expect(isinstance(obj[key], dict), key, obj[key], "an object")
+    return obj[key]
+
+
+def unique_file(entry, where, pattern, wanted, seen):
+    rel = text_field(entry, "file", where, pattern, wanted)
+    if rel in seen:
+        raise ManifestProblem("%s.file %s is listed twice" % (where, shown(rel)))
+    return rel
+
+
+def shown(value):
+    """A manifest value in a message: JSON (control characters escaped), cut short; lists and
+    objects only by their kind."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    text = json.dumps(value)
+    return text if len(text) <= 72 else text[:69] + "..."
 
 
 def verify_bundle_files(bundle):
@@ -1820,6 +2007,16 @@ def human_size(size):
             return ("%d %s" % (size, unit)) if unit == "B" else ("%.1f %s" % (size, unit))
         size /= 1024.0
     return "%.1f TiB" % size
+
+
+def one_line(text):
+    """Text on one line: control characters (a newline in a file's words) become spaces."""
+    return " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", text or "").split())
+
+
+def printable(text):
+    """Text from an untrusted file, for a message: anything but printable ASCII becomes ?."""
+    return re.sub(r"[^ -~]", "?", text or "")
 
 
 def short_digest(digest):

@@ -388,3 +388,63 @@ def test_purge_refuses_while_something_is_mounted_inside(sandbox, installer_bund
     assert "nothing deleted" in line
     assert (sb.var_lib / "docker" / "volumes" / "v").is_dir()
     assert (sb.var_lib / "containerd").is_dir()
+
+
+# ------------------------------------------------------------------ the bundle is untrusted input
+
+
+def _docker_ce_entry(manifest: dict) -> dict:
+    return next(p for p in manifest["packages"] if p["name"] == "docker-ce")
+
+
+MALFORMED_MANIFESTS = {
+    # case: (edit of manifest.json, words in the one stderr line)
+    "format_version-a-string": (lambda m: m.update(format_version="1"),
+                                ['format_version is "1", not an integer']),
+    "format_version-99": (lambda m: m.update(format_version=99),
+                          ["this bundle was made by a newer airdock (manifest format_version 99; "
+                           "this installer knows 1)", "run the install.sh inside that bundle"]),
+    "packages-not-a-list": (lambda m: m.update(packages={"docker-ce": m["packages"][0]}),
+                            ["packages is an object, not a list"]),
+    "name-with-a-space": (lambda m: _docker_ce_entry(m).update(name="a b"),
+                          ['.name is "a b", not a package name']),
+    "name-with-a-newline": (lambda m: _docker_ce_entry(m).update(name="docker-ce\n"),
+                            ['.name is "docker-ce\\n", not a package name']),
+    "file-outside-the-bundle": (lambda m: _docker_ce_entry(m).update(file="../../etc/passwd"),
+                                ['(docker-ce).file is "../../etc/passwd", not rpms/<']),
+    "epoch-negative": (lambda m: _docker_ce_entry(m).update(epoch=-1),
+                       ["(docker-ce).epoch is -1, not an integer >= 0"]),
+    "epoch-a-string": (lambda m: _docker_ce_entry(m).update(epoch="3"),
+                       ['(docker-ce).epoch is "3", not an integer >= 0']),
+    "package-not-an-object": (lambda m: m["packages"].append(["docker-ce"]),
+                              ["is a list, not an object"]),
+    "image-tag-like-an-option": (
+        lambda m: m.update(images=[{"repo_tag": "--privileged", "file": "images/x.tar",
+                                    "size": 1, "sha256": "0" * 64}]),
+        ['images[0].repo_tag is "--privileged", not an image name:tag']),
+    "not-json": (None, ["manifest.json is not valid JSON"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_MANIFESTS))
+def test_malformed_manifest_is_one_line_and_changes_nothing(
+    case, sandbox, installer_bundles, bundle_copy
+):
+    """Resealed into SHA256SUMS (as an attacker would): one `airdock:` line naming what is
+    wrong, exit 1 (never 70, never a traceback), on every interpreter, nothing changed."""
+    edit, words = MALFORMED_MANIFESTS[case]
+    sb = sandbox(root="old-docker")
+    before = sb.snapshot()
+    bundle = bundle_copy(installer_bundles["26.1.4"])
+    if edit is None:
+        (bundle / "manifest.json").write_text('{"format": "airdock-bundle", "format_version": 1,')
+        rewrite_sha256sums(bundle)
+    else:
+        edit_manifest(bundle, edit)
+    for label in INSTALLER_PYTHONS:
+        for command in ("check", "install", "status"):
+            proc = sb.installer(bundle, command, "--yes", python=installer_python(label))
+            assert proc.returncode == 1, (label, command, proc.stdout, proc.stderr)
+            one_line_error(proc, *words)
+            assert proc.stdout == ""
+    assert sb.snapshot() == before

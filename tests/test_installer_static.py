@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -412,3 +413,192 @@ def test_an_installer_bug_is_one_line_and_the_traceback_goes_to_the_log(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error (RuntimeError: boom)" in err
     assert "Traceback" not in err and "Traceback" in log.read_text()
+
+
+# ------------------------------------------------------------------ the bundle is untrusted input
+
+
+def good_manifest() -> dict:
+    """The smallest manifest the installer accepts (what the builder writes, trimmed)."""
+    return {
+        "format": "airdock-bundle", "format_version": 1, "name": "airdock-docker-ce-26.1.4-el7-"
+        "x86_64-aliyun+docker", "docker_version": "26.1.4",
+        "target": {"os": "centos", "releasever": "7", "arch": "x86_64",
+                   "baseline": "centos-7.9.2009 @core", "closure": "minimal"},
+        "requested": ["docker-ce"], "remove": ["docker", "docker-common"],
+        "keys": [{"file": "keys/docker-ce-centos.asc",
+                  "fingerprint": "060A61C51B558A7F742B77AAC52FEB6B621E9F35",
+                  "key_ids": ["c52feb6b621e9f35"]}],
+        "packages": [
+            {"name": "docker-ce", "epoch": 3, "version": "26.1.4", "release": "1.el7",
+             "arch": "x86_64", "file": "rpms/docker-ce-26.1.4-1.el7.x86_64.rpm", "size": 10,
+             "sha256": "a" * 64, "signing_key": "c52feb6b621e9f35", "requested": True,
+             "url": "https://download.docker.com/x", "repo": "docker-ce-stable"},
+            {"name": "container-selinux", "epoch": 2, "version": "2.119.2",
+             "release": "1.911c772.el7_8", "arch": "noarch", "size": 0, "sha256": "b" * 64,
+             "file": "rpms/container-selinux-2.119.2-1.911c772.el7_8.noarch.rpm",
+             "signing_key": None, "requested": False},
+        ],
+        "images": [{"repo_tag": "127.0.0.1:5000/library/hello-world:latest", "size": 1,
+                    "file": "images/127.0.0.1-5000_library_hello-world_latest.tar",
+                    "sha256": "c" * 64, "config_digest": "sha256:" + "d" * 64}],
+        "installer": {"file": "airdock_install.py", "sha256": "e" * 64},
+        "some_future_key": {"readers": "ignore it"},
+    }  # fmt: skip
+
+
+def test_a_good_manifest_passes():
+    ai.validate_manifest(good_manifest())
+    manifest = good_manifest()
+    for key in ("requested", "remove", "images", "name"):
+        del manifest[key]  # optional
+    ai.validate_manifest(manifest)
+
+
+def _set(path: str, value):
+    """An edit that sets manifest[...path...] (dotted, with list indexes) to value."""
+
+    def edit(manifest):
+        *parents, last = path.split(".")
+        node = manifest
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if value is _DELETE:
+            del node[last]
+        else:
+            node[int(last) if isinstance(node, list) else last] = value
+
+    return edit
+
+
+_DELETE = object()
+
+MALFORMED = [
+    ("packages", {"docker-ce": {}}, "packages is an object, not a list"),
+    ("packages", [], "packages is empty: the bundle holds no RPM"),
+    ("packages", _DELETE, 'the manifest has no "packages"'),
+    ("packages.0", "docker-ce", 'packages[0] is "docker-ce", not an object'),
+    ("packages.0.name", "a b", 'packages[0].name is "a b", not a package name'),
+    ("packages.0.name", "docker-ce\n", 'packages[0].name is "docker-ce\\n", not a package name'),
+    ("packages.0.name", "-e", 'packages[0].name is "-e", not a package name'),
+    ("packages.0.name", "a/b", 'packages[0].name is "a/b", not a package name'),
+    ("packages.0.name", "x" * 600, "not a package name"),
+    ("packages.0.name", 7, "packages[0].name is 7, not a package name"),
+    ("packages.0.version", "26.1.4 ", '(docker-ce).version is "26.1.4 ", not an RPM version'),
+    ("packages.0.release", "1.el7\t", '(docker-ce).release is "1.el7\\t", not an RPM release'),
+    ("packages.0.version", _DELETE, 'packages[0] (docker-ce) has no "version"'),
+    ("packages.0.epoch", -1, "(docker-ce).epoch is -1, not an integer >= 0"),
+    ("packages.0.epoch", "3", '(docker-ce).epoch is "3", not an integer >= 0'),
+    ("packages.0.epoch", 3.0, "(docker-ce).epoch is 3.0, not an integer >= 0"),
+    ("packages.0.epoch", True, "(docker-ce).epoch is true, not an integer >= 0"),
+    ("packages.0.epoch", None, "(docker-ce).epoch is null, not an integer >= 0"),
+    ("packages.0.arch", "aarch64", '(docker-ce).arch is "aarch64", not x86_64 or noarch'),
+    ("packages.0.file", "../../etc/passwd", '(docker-ce).file is "../../etc/passwd", not rpms/'),
+    ("packages.0.file", "/etc/passwd", '(docker-ce).file is "/etc/passwd", not rpms/'),
+    ("packages.0.file", "rpms/../x.rpm", 'file is "rpms/../x.rpm", not rpms/<name>.rpm'),
+    ("packages.0.file", "rpms/a b.rpm", 'file is "rpms/a b.rpm", not rpms/<name>.rpm'),
+    ("packages.0.file", "rpms/x.rpm\n", 'file is "rpms/x.rpm\\n", not rpms/<name>.rpm'),
+    ("packages.0.file", "rpms/sub/x.rpm", 'file is "rpms/sub/x.rpm", not rpms/<name>.rpm'),
+    ("packages.0.file", "rpms/x.tar", 'file is "rpms/x.tar", not rpms/<name>.rpm'),
+    ("packages.1.file", "rpms/docker-ce-26.1.4-1.el7.x86_64.rpm", "is listed twice"),
+    ("packages.0.size", -5, "(docker-ce).size is -5, not an integer >= 0"),
+    ("packages.0.sha256", "A" * 64, "(docker-ce).sha256 is \"AAAA"),
+    ("packages.0.sha256", "a" * 63, "not 64 lowercase hex digits"),
+    ("packages.0.signing_key", "zz", '(docker-ce).signing_key is "zz", not a 16-hex-digit key'),
+    ("packages.0.requested", "yes", '(docker-ce).requested is "yes", not true or false'),
+    ("format_version", "1", 'format_version is "1", not an integer'),
+    ("format_version", 1.0, "format_version is 1.0, not an integer"),
+    ("format_version", True, "format_version is true, not an integer"),
+    ("format_version", None, "format_version is null, not an integer"),
+    ("target", "x86_64", 'target is "x86_64", not an object'),
+    ("target.arch", "ppc64le", 'target.arch is "ppc64le", not an architecture this installer'),
+    ("target.baseline", "centos\x1b[2J", 'target.baseline is "centos\\u001b[2J", not printable'),
+    ("docker_version", "26.1.4; rm -rf /", 'docker_version is "26.1.4; rm -rf /", not an RPM'),
+    ("name", "../x", 'name is "../x", not a plain name'),
+    ("remove", "docker", 'remove is "docker", not a list'),
+    ("remove.0", "docker common", 'remove[0] is "docker common", not a package name'),
+    ("remove.0", {"name": "docker"}, "remove[0] is an object, not a package name"),
+    ("requested.0", "", 'requested[0] is "", not a package name'),
+    ("keys.0.file", "keys/../../root/.ssh/id_rsa.asc", 'keys[0].file is "keys/../../root/'),
+    ("keys.0.file", "docker.asc", 'keys[0].file is "docker.asc", not keys/<name>.asc'),
+    ("keys.0.fingerprint", "060A", 'keys[0].fingerprint is "060A", not a 40-hex-digit'),
+    ("keys.0.key_ids", "c52feb6b621e9f35", 'keys[0].key_ids is "c52feb6b621e9f35", not a list'),
+    ("keys", _DELETE, 'the manifest has no "keys"'),
+    ("images.0.repo_tag", "--privileged", 'images[0].repo_tag is "--privileged", not an image'),
+    ("images.0.file", "images/../../x.tar", "images/../../x.tar"),
+    ("images.0.size", "1", 'images[0] (127.0.0.1:5000/library/hello-world:latest).size is "1"'),
+    ("images.0.config_digest", "sha256:abc", 'config_digest is "sha256:abc", not sha256:<64'),
+    ("images.0", None, "images[0] is null, not an object"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path, value, words", MALFORMED, ids=[m[2][:40] for m in MALFORMED])
+def test_a_malformed_manifest_is_named(path, value, words):
+    manifest = good_manifest()
+    _set(path, value)(manifest)
+    with pytest.raises((ai.ManifestProblem, ai.Failure)) as info:
+        ai.check_format_version(manifest["format_version"])
+        ai.validate_manifest(manifest)
+    message = str(info.value) if isinstance(info.value, ai.ManifestProblem) else \
+        info.value.message  # fmt: skip
+    assert words in message
+    assert "\n" not in message and "\x1b" not in message
+
+
+def test_format_versions_newer_and_never_written():
+    with pytest.raises(ai.Failure) as newer:
+        ai.check_format_version(99)
+    assert newer.value.message == ("this bundle was made by a newer airdock (manifest "
+                                   "format_version 99; this installer knows 1)")  # fmt: skip
+    assert "run the install.sh inside that bundle" in newer.value.fix
+    with pytest.raises(ai.Failure) as never:
+        ai.check_format_version(0)
+    assert "format_version 0, which no airdock writes" in never.value.message
+    ai.check_format_version(1)
+
+
+MALFORMED_FILES = {
+    "format_version-a-string": (json.dumps({"format": "airdock-bundle", "format_version": "1"}),
+                                'format_version is "1", not an integer'),
+    "packages-not-a-list": (json.dumps({**good_manifest(), "packages": {}}),
+                            "packages is an object, not a list"),
+    "format_version-99": (json.dumps({"format": "airdock-bundle", "format_version": 99}),
+                          "made by a newer airdock (manifest format_version 99"),
+    "not-json": ("{not json", "manifest.json is not valid JSON"),
+    "not-utf-8": (b"\xff\xfe{}", "manifest.json is not valid JSON"),
+    "nested-too-deep": ("[" * 100_000 + "]" * 100_000, "manifest.json is not valid JSON"),
+    "not-an-object": ("[1, 2]", "is not an airdock bundle manifest"),
+    "too-big": (" " * (16 * 1024 * 1024 + 1), "is larger than 16.0 MiB"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_a_malformed_manifest_is_one_line_on_every_python(label, tmp_path):
+    """load_bundle refuses before any check or lock: one line, exit 1, never 70."""
+    python = installer_python(label)
+    for case, (content, words) in MALFORMED_FILES.items():
+        bundle = tmp_path / case
+        bundle.mkdir()
+        data = content if isinstance(content, bytes) else content.encode()
+        (bundle / "manifest.json").write_bytes(data)
+        for command in ("check", "install", "status"):
+            proc = subprocess.run(
+                [python, str(INSTALLER), command, "--yes", "--bundle", str(bundle), "--log",
+                 str(tmp_path / "log")], capture_output=True, text=True,
+            )  # fmt: skip
+            assert proc.returncode == 1, (case, command, proc.stderr)
+            assert proc.stdout == "" and proc.stderr.count("\n") == 1, (case, proc.stderr)
+            assert proc.stderr.startswith("airdock: ") and words in proc.stderr, proc.stderr
+            assert "internal error" not in proc.stderr
+
+
+def test_keys_the_builder_names_are_file_names_the_installer_accepts():
+    from builder.bundle import key_file_name
+
+    for given, named in [("/k/docker-ce-centos.asc", "docker-ce-centos.asc"),
+                         ("/k/RPM-GPG-KEY-CentOS-7", "RPM-GPG-KEY-CentOS-7.asc"),
+                         ("/k/my key (2).gpg", "my_key__2_.gpg.asc"),
+                         ("/k/.hidden", "key.hidden.asc"),
+                         ("/k/schlüssel.asc", "schl_ssel.asc")]:  # fmt: skip
+        assert key_file_name(Path(given)) == named
+        assert ai.KEY_FILE_RE.match("keys/" + named)
