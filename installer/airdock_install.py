@@ -738,16 +738,26 @@ def run_checks(s, bundle, host):
     sums = add(check_checksums(s, bundle))
     plan = None
     if tools.status == "fail":
-        for name in ("signatures", "conflicts", "docker-ce", "transaction"):
+        for name in ("signatures", "headers", "remove-list", "conflicts", "docker-ce",
+                     "transaction"):
             add(Check(name, "skip", "needs yum and rpm"))
+        s.result["checks"] = [c.as_dict() for c in checks]
         return checks, plan
-    add(check_signatures(s, bundle) if sums.status != "fail"
-        else Check("signatures", "skip", "the bundle failed its checksums"))
+    headers = None
+    if sums.status == "fail":
+        for name in ("signatures", "headers", "remove-list"):
+            add(Check(name, "skip", "the bundle failed its checksums"))
+    else:
+        add(check_signatures(s, bundle))
+        headers = add(check_headers(s, bundle))
+        add(check_remove_policy(s, bundle))
     plan = make_plan(s, bundle, host)
     add(check_conflicts(plan))
     add(check_existing(plan, bundle))
     if sums.status == "fail":
         add(Check("transaction", "skip", "the bundle failed its checksums"))
+    elif headers.status == "fail":  # the plan goes by identities the RPMs do not have
+        add(Check("transaction", "skip", "the manifest does not describe the bundle's RPMs"))
     elif root.status == "fail":
         add(Check("transaction", "skip", "the yum test transaction needs root"))
     else:
@@ -930,6 +940,68 @@ def check_signatures(s, bundle):
         "fine when you trust the key you gave `airdock build --gpg-key`")
 
 
+HEADER_QUERYFORMAT = "%{NAME}\\t%{EPOCHNUM}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n"
+
+
+def check_headers(s, bundle):
+    """Each RPM's header (name, epoch, version, release, arch) is what the manifest says: the
+    plan, the transaction's verification, the receipt and uninstall all go by the manifest's
+    identities, so a manifest that lies about a (genuine, signed) RPM must stop here, before
+    the transaction, not after it.  One rpm -qp over every file, in manifest order."""
+    files = [p.path for p in bundle.packages]
+    rc, out = s.run(["rpm", "-qp", "--nosignature", "--nodigest", "--qf", HEADER_QUERYFORMAT]
+                    + files, check=False, quiet=True, stderr=False)
+    lines = out.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    # Exactly one 5-field line per file: a header field holding a tab or a newline cannot
+    # shift the answers onto other files.
+    if rc != 0 or len(lines) != len(files) or any(len(ln.split("\t")) != 5 for ln in lines):
+        return Check("headers", "fail", "rpm -qp could not read every RPM header of the bundle "
+                     "(exit %d, %d answers for %d files; rpm's words are in the log)" % (
+                         rc, len(lines), len(files)),
+                     "the bundle is damaged or was altered: copy the bundle again from the source")
+    wrong = []
+    for pkg, line in zip(bundle.packages, lines):
+        name, epoch, version, release, arch = line.split("\t")
+        header = (name, int(epoch) if re.match(r"^[0-9]{1,9}\Z", epoch) else epoch, version,
+                  release, arch)
+        if header != (pkg.name, pkg.epoch, pkg.version, pkg.release, pkg.arch):
+            held = "%s-%s:%s-%s.%s" % header if header[1] else "%s-%s-%s.%s" % (
+                name, version, release, arch)
+            wrong.append("%s holds %s (its RPM header), the manifest says %s" % (
+                pkg.file, printable(held), pkg.nevra))
+    if wrong:
+        s.log("manifest/header mismatches:\n  " + "\n  ".join(wrong))
+        more = " (+%d more)" % (len(wrong) - 1) if len(wrong) > 1 else ""
+        return Check("headers", "fail", wrong[0] + more,
+                     "the manifest does not describe the bundle's RPMs (altered or damaged): "
+                     "copy the bundle again from the source, or rebuild it")
+    return Check("headers", "pass", "%d RPM headers match the manifest (name, epoch, version, "
+                 "release, arch)" % len(files))
+
+
+def check_remove_policy(s, bundle):
+    """The manifest's remove list may name only CentOS's old docker packages
+    (OLD_DOCKER_PACKAGES), what docker-ce's specs conflict with (KNOWN_CONFLICTS) and what the
+    bundle's own RPMs Conflict with or Obsolete (their headers): a manifest must not get a
+    root process to remove openssh-server.  make_plan removes nothing else either way."""
+    allowed = set(OLD_DOCKER_PACKAGES) | set(KNOWN_CONFLICTS) | set(bundle_conflicts(s, bundle))
+    refused = [name for name in bundle.remove if name not in allowed]
+    if refused:
+        named = ", ".join(refused[:3]) + (
+            " (+%d more)" % (len(refused) - 3) if len(refused) > 3 else "")
+        return Check("remove-list", "fail", "the manifest asks to remove %s: %s" % (named, (
+            "not an old docker package, and no RPM of the bundle conflicts with or obsoletes it"
+            if len(refused) == 1 else "not old docker packages, and no RPM of the bundle "
+            "conflicts with or obsoletes them")),
+                     "the manifest was altered: copy the bundle again from the source, or "
+                     "rebuild it (airdock removes only the old docker packages and what "
+                     "docker-ce conflicts with)")
+    return Check("remove-list", "pass", "the manifest removes only old docker packages and what "
+                 "the bundle's RPMs conflict with (%d names)" % len(bundle.remove))
+
+
 def check_conflicts(plan):
     if not plan.remove:
         return Check("conflicts", "pass", "no conflicting packages installed")
@@ -1057,6 +1129,7 @@ class Bundle(object):
         self.images = list(manifest.get("images") or [])
         self.keys = [Key(k, root) for k in manifest.get("keys", [])]
         self.remove = list(manifest.get("remove") or [])
+        self.conflict_names = None  # bundle_conflicts() fills it once
 
     def path(self, rel):
         return os.path.join(self.root, rel)
@@ -1355,8 +1428,9 @@ def make_plan(s, bundle, host):
     plan.packages = bundle.packages
     names = [p.name for p in bundle.packages]
     conflict_names = bundle_conflicts(s, bundle)
-    candidates = set(OLD_DOCKER_PACKAGES) | set(KNOWN_CONFLICTS) | set(bundle.remove) | \
-        set(conflict_names)
+    # The manifest's remove list adds nothing here: check_remove_policy allows in it only
+    # names that are candidates anyway.
+    candidates = set(OLD_DOCKER_PACKAGES) | set(KNOWN_CONFLICTS) | set(conflict_names)
     candidates -= set(names)
     installed = host.installed(sorted(set(names) | candidates | set(["docker-ce"])))
     for pkg in bundle.packages:
@@ -1383,7 +1457,10 @@ def make_plan(s, bundle, host):
 
 
 def bundle_conflicts(s, bundle):
-    """Names the bundle's RPMs Conflict with or Obsolete (rpm -qp; read-only)."""
+    """Names the bundle's RPMs Conflict with or Obsolete (rpm -qp; read-only), asked once."""
+    if bundle.conflict_names is not None:
+        return bundle.conflict_names
+    bundle.conflict_names = []
     files = [p.path for p in bundle.packages if os.path.isfile(p.path)]
     if not files:
         return []
@@ -1395,7 +1472,8 @@ def bundle_conflicts(s, bundle):
         parts = line.split()
         if len(parts) == 2 and parts[0] in ("C", "O"):
             names.add(parts[1])
-    return sorted(names)
+    bundle.conflict_names = sorted(names)
+    return bundle.conflict_names
 
 
 def write_shell_script(s, plan):

@@ -290,8 +290,9 @@ def test_check_json_and_the_wrapper(sandbox, installer_bundles):
     assert result["ok"] is True and result["command"] == "check"
     statuses = {c["name"]: c["status"] for c in result["checks"]}
     assert list(statuses) == ["root", "os", "kernel", "arch", "tools", "space", "filesystem",
-                              "selinux", "checksums", "signatures", "conflicts", "docker-ce",
-                              "transaction"]  # fmt: skip
+                              "selinux", "checksums", "signatures", "headers", "remove-list",
+                              "conflicts", "docker-ce", "transaction"]  # fmt: skip
+    assert statuses["headers"] == statuses["remove-list"] == "pass"
     assert statuses["conflicts"] == "warn" and statuses["transaction"] == "pass"
     assert statuses["signatures"] == "warn"  # fixture keys are not the pinned vendor keys
     conflicts = next(c for c in result["checks"] if c["name"] == "conflicts")
@@ -447,4 +448,61 @@ def test_malformed_manifest_is_one_line_and_changes_nothing(
             assert proc.returncode == 1, (label, command, proc.stdout, proc.stderr)
             one_line_error(proc, *words)
             assert proc.stdout == ""
+    assert sb.snapshot() == before
+
+
+def bundle_rpm(bundle, name: str):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    entry = next(p for p in manifest["packages"] if p["name"] == name)
+    return bundle / entry["file"]
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_manifest_that_lies_about_an_rpm_is_refused_before_the_transaction(
+    label, sandbox, installer_bundles, bundle_copy
+):
+    """docker-ce's entry says 26.1.4, the file (genuine, signed, resealed into manifest.json
+    and SHA256SUMS) is 25.0.5's RPM: the header check names both before anything changes.
+    (Before it, the transaction installed 25.0.5, then failed and wrote no receipt.)"""
+    sb = sandbox(root="old-docker")
+    before = sb.snapshot()
+    bundle = bundle_copy(installer_bundles["26.1.4"])
+    rpm = bundle_rpm(bundle, "docker-ce")
+    rpm.write_bytes(bundle_rpm(installer_bundles["25.0.5"], "docker-ce").read_bytes())
+    reseal_file(bundle, rpm)
+    python = installer_python(label)
+    for command in ("check", "install"):
+        proc = sb.installer(bundle, command, "--yes", python=python)
+        assert proc.returncode == 1
+        one_line_error(proc, "preflight failed: headers:",
+                       f"rpms/{rpm.name} holds docker-ce-3:25.0.5-1.el7.x86_64 (its RPM header)",
+                       "the manifest says docker-ce-3:26.1.4-1.el7.x86_64",
+                       "copy the bundle again")  # fmt: skip
+        assert "[pass] checksums" in proc.stdout and "[warn] signatures" in proc.stdout
+        assert "[skip] transaction  the manifest does not describe the bundle's RPMs" \
+            in proc.stdout  # fmt: skip
+    assert sb.snapshot() == before
+    assert not sb.receipt.exists()
+
+
+def test_remove_list_outside_the_policy_is_refused(sandbox, installer_bundles, bundle_copy):
+    """The manifest may only remove the old docker packages and what the bundle's RPMs conflict
+    with or obsolete; openssh-server (not installed) and bash (installed) are named, and
+    neither ever reaches the plan or the yum test transaction."""
+    sb = sandbox(root="old-docker")
+    before = sb.snapshot()
+    bundle = bundle_copy(installer_bundles["26.1.4"])
+    edit_manifest(bundle, lambda m: m["remove"].extend(["openssh-server", "bash"]))
+    for python in (installer_python("2.7"), installer_python("current")):
+        proc = sb.installer(bundle, "install", "--yes", python=python)
+        assert proc.returncode == 1
+        one_line_error(
+            proc,
+            "preflight failed: remove-list:",
+            "the manifest asks to remove openssh-server, bash: not old docker "
+            "packages, and no RPM of the bundle conflicts with or obsoletes them",
+        )
+        conflicts = next(ln for ln in proc.stdout.splitlines() if "] conflicts" in ln)
+        assert "docker-common" in conflicts and "bash" not in conflicts
+        assert "[pass] transaction" in proc.stdout  # the test transaction removes no bash
     assert sb.snapshot() == before

@@ -602,3 +602,81 @@ def test_keys_the_builder_names_are_file_names_the_installer_accepts():
                          ("/k/schlüssel.asc", "schl_ssel.asc")]:  # fmt: skip
         assert key_file_name(Path(given)) == named
         assert ai.KEY_FILE_RE.match("keys/" + named)
+
+
+class FakeBundle:
+    def __init__(self, tmp_path, entries, remove=()):
+        self.packages = [ai.Package(e, str(tmp_path)) for e in entries]
+        for pkg in self.packages:
+            Path(pkg.path).parent.mkdir(exist_ok=True)
+            Path(pkg.path).touch()
+        self.remove = list(remove)
+        self.conflict_names = None
+
+
+def two_packages(tmp_path):
+    return FakeBundle(tmp_path, good_manifest()["packages"])
+
+
+HEADERS_OK = "docker-ce\t3\t26.1.4\t1.el7\tx86_64\ncontainer-selinux\t2\t2.119.2\t" \
+    "1.911c772.el7_8\tnoarch\n"  # fmt: skip
+
+
+def test_headers_that_match_the_manifest_pass_in_one_rpm_call(tmp_path):
+    s = RecordingSession(HEADERS_OK)
+    check = ai.check_headers(s, two_packages(tmp_path))
+    assert check.status == "pass" and "2 RPM headers match the manifest" in check.message
+    assert len(s.commands) == 1
+    cmd = s.commands[0]
+    assert cmd[:4] == ["rpm", "-qp", "--nosignature", "--nodigest"]
+    assert cmd[5] == "%{NAME}\\t%{EPOCHNUM}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n"
+    assert cmd[6:] == [str(tmp_path / "rpms" / "docker-ce-26.1.4-1.el7.x86_64.rpm"),
+                       str(tmp_path / "rpms" / "container-selinux-2.119.2-1.911c772.el7_8."
+                                       "noarch.rpm")]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "output, words",
+    [
+        (HEADERS_OK.replace("26.1.4", "25.0.5"),
+         "rpms/docker-ce-26.1.4-1.el7.x86_64.rpm holds docker-ce-3:25.0.5-1.el7.x86_64 (its RPM "
+         "header), the manifest says docker-ce-3:26.1.4-1.el7.x86_64"),
+        (HEADERS_OK.replace("\t3\t", "\t0\t"), "holds docker-ce-26.1.4-1.el7.x86_64 (its"),
+        (HEADERS_OK.replace("docker-ce\t", "docker-ce\x1b[2J\t"), "holds docker-ce?[2J-3:26.1.4"),
+        (HEADERS_OK.replace("x86_64", "i686"), "holds docker-ce-3:26.1.4-1.el7.i686"),
+        (HEADERS_OK.replace("container-selinux\t", "nope\t"),
+         "holds nope-2:2.119.2-1.911c772.el7_8.noarch"),
+        (HEADERS_OK.replace("26.1.4", "25.0.5").replace("2.119.2", "2.0"), "(+1 more)"),
+        # a header field holding a newline or a tab must not shift answers onto other files
+        (HEADERS_OK.replace("docker-ce\t", "x\ndocker-ce\t"), "could not read every RPM header"),
+        (HEADERS_OK.replace("docker-ce\t", "x\tdocker-ce\t"), "could not read every RPM header"),
+        (HEADERS_OK.split("\n")[0] + "\n", "(exit 0, 1 answers for 2 files"),
+    ],
+)  # fmt: skip
+def test_headers_that_do_not_match_fail_naming_both(tmp_path, output, words):
+    check = ai.check_headers(RecordingSession(output), two_packages(tmp_path))
+    assert check.status == "fail" and words in check.message, check.message
+    assert "\x1b" not in check.message and "\n" not in check.message
+    assert "copy the bundle again" in check.fix
+
+
+def test_the_remove_list_policy(tmp_path):
+    conflicts = "C docker-io\nO docker-ce-selinux\nC podman-docker\nO moby-engine\n"
+    ok = FakeBundle(tmp_path, good_manifest()["packages"],
+                    list(ai.OLD_DOCKER_PACKAGES) + ["podman-docker", "moby-engine"])  # fmt: skip
+    s = RecordingSession(conflicts)
+    check = ai.check_remove_policy(s, ok)
+    assert check.status == "pass", check.message
+    assert s.commands[0][:3] == ["rpm", "-qp", "--nosignature"]
+    ai.check_remove_policy(s, ok)
+    assert len(s.commands) == 1  # the bundle's conflicts are asked once (make_plan too)
+    bad = FakeBundle(tmp_path, good_manifest()["packages"], ["docker", "openssh-server"])
+    check = ai.check_remove_policy(RecordingSession(conflicts), bad)
+    assert check.status == "fail"
+    assert check.message == (
+        "the manifest asks to remove openssh-server: not an old docker "
+        "package, and no RPM of the bundle conflicts with or obsoletes it"
+    )
+    many = FakeBundle(tmp_path, good_manifest()["packages"], ["a", "b", "docker-ce", "d", "e"])
+    check = ai.check_remove_policy(RecordingSession(""), many)
+    assert "remove a, b, docker-ce (+2 more): not old docker packages" in check.message
