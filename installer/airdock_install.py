@@ -17,6 +17,11 @@ rpm/yum output parsing, OpenPGP key ids, running commands, output).  Every failu
 Failure with one line saying what went wrong and what to do; main() prints it, the log
 (--log, default /var/log/airdock-install.log) gets the details, and nothing prints a
 traceback.
+
+The bundle is untrusted input to a root process: load_bundle validates manifest.json
+(validate_manifest), check compares it with the RPM headers (check_headers) and limits what
+it may remove (check_remove_policy), and install and uninstall run under the installer lock
+(InstallerLock, /var/lib/airdock/lock).
 """
 from __future__ import print_function
 
@@ -32,6 +37,7 @@ if sys.version_info < (2, 7) or (3, 0) <= sys.version_info[:2] < (3, 6):
 import argparse  # noqa: E402
 import base64  # noqa: E402
 import errno  # noqa: E402
+import fcntl  # noqa: E402
 import functools  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
@@ -138,6 +144,7 @@ def main(argv=None):
 def cmd_check(s, args):
     """Preflight only: every check, pass/warn/fail with the reason and the fix."""
     bundle = load_bundle(s, args.bundle)
+    hold_lock(s, exclusive=False)
     host = Host(s)
     preflight(s, bundle, host)
     s.say("\nAll checks passed: `sudo ./install.sh` installs this bundle.")
@@ -147,6 +154,7 @@ def cmd_check(s, args):
 def cmd_install(s, args):
     """check -> keys -> one yum transaction -> services -> images -> smoke test -> receipt."""
     bundle = load_bundle(s, args.bundle)
+    hold_lock(s, exclusive=not args.dry_run)
     host = Host(s)
     plan = preflight(s, bundle, host)
     if plan.nothing_to_do:
@@ -184,6 +192,7 @@ def cmd_status(s, args):
 
 def cmd_uninstall(s, args):
     """Stop docker, remove what airdock installed; keep data unless --purge."""
+    hold_lock(s, exclusive=not args.dry_run)
     host = Host(s)
     receipt = read_receipt(s)
     packages = removable_packages(s, host, receipt)
@@ -252,6 +261,12 @@ def parse_args(argv):
 # =====================================================================================
 # steps
 # =====================================================================================
+
+
+def hold_lock(s, exclusive):
+    """Hold the installer lock for the rest of the run (see InstallerLock: who takes what)."""
+    s.lock = InstallerLock(LOCK_FILE)
+    s.lock.acquire(s, exclusive)
 
 
 def preflight(s, bundle, host):
@@ -2106,6 +2121,127 @@ def utc_now():
 
 
 # =====================================================================================
+# the installer lock: one run changing the host at a time
+# =====================================================================================
+
+
+class InstallerLock(object):
+    """LOCK_FILE (/var/lib/airdock/lock), an flock(2) lock held for the whole run.
+
+    install and uninstall hold it exclusively.  check (and --dry-run, which changes nothing
+    either) holds it shared: checks may run side by side, but never beside an install or
+    uninstall - a check during a transaction would read a half-changed rpmdb and report it
+    as the host's state - and an install does not start under a running check.  status
+    takes no lock: it only reads, and shows a half state as what it is.
+
+    A run that cannot have the lock fails at once, changing nothing, with one line naming the
+    other run's pid (written into the file); it never waits.  The kernel drops the lock when
+    its process dies, even by SIGKILL.  The file exists only while held: the last holder
+    removes it (and /var/lib/airdock when it made that folder and it is still empty), and a
+    run that locked a file another run has just removed locks the new one instead.  Not root:
+    no lock (the root check fails anyway).  A filesystem that cannot lock: a warning, and the
+    run goes on unprotected.
+    """
+
+    def __init__(self, path=LOCK_FILE):
+        self.path = path
+        self.fd = None
+        self.made_folder = False
+
+    def acquire(self, s, exclusive):
+        if os.geteuid() != 0:
+            s.log("lock: not root, no lock taken")
+            return False
+        folder = os.path.dirname(self.path)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        for _ in range(50):
+            try:
+                if not os.path.isdir(folder):
+                    os.makedirs(folder, 0o755)
+                    self.made_folder = True
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except (IOError, OSError) as exc:
+                if exc.errno in (errno.ENOENT, errno.EEXIST):  # a finishing run tidied up
+                    continue
+                return self.unprotected(s, exc)
+            fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.fcntl(fd, fcntl.F_GETFD) | fcntl.FD_CLOEXEC)
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            except (IOError, OSError) as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                    os.close(fd)
+                    return self.unprotected(s, exc)
+                pid = self.holder(fd)
+                os.close(fd)
+                s.log("lock: %s is held by pid %s" % (self.path, pid or "?"))
+                raise Failure("another airdock installer%s is running" % (
+                    " (pid %d)" % pid if pid else ""), "wait for it to finish")
+            if self.is_current(fd):
+                self.fd = fd
+                self.write_pid(exclusive)
+                s.log("lock: %s held %s" % (self.path, "exclusively" if exclusive else "shared"))
+                return True
+            os.close(fd)  # locked a file a finishing run had just removed: lock the new one
+        return self.unprotected(s, OSError("the lock file kept being replaced"))
+
+    def unprotected(self, s, exc):
+        s.say("warning: cannot lock %s (%s): nothing stops a second installer run meanwhile" % (
+            self.path, getattr(exc, "strerror", None) or exc))
+        return False
+
+    def is_current(self, fd):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        mine = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def write_pid(self, exclusive):
+        try:
+            if exclusive:
+                os.ftruncate(self.fd, 0)
+            elif os.fstat(self.fd).st_size:
+                return  # another check's pid is there; either names a running installer
+            os.lseek(self.fd, 0, 0)
+            os.write(self.fd, ("%d\n" % os.getpid()).encode("ascii"))
+        except OSError:
+            pass
+
+    def holder(self, fd):
+        """The pid in the lock file (its holder may not have written it yet: wait a little)."""
+        for _ in range(20):
+            try:
+                os.lseek(fd, 0, 0)
+                match = re.match(r"^\s*([0-9]{1,9})\s", to_text(os.read(fd, 64)) or "")
+            except OSError:
+                match = None
+            if match:
+                return int(match.group(1))
+            time.sleep(0.05)
+        return None
+
+    def release(self):
+        if self.fd is None:
+            return
+        try:
+            # Remove the file only when no other run holds it (a shared holder, or one that
+            # got in between): an exclusive lock we can take now says so.
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self.is_current(self.fd):
+                os.unlink(self.path)
+        except (IOError, OSError):
+            pass
+        os.close(self.fd)
+        self.fd = None
+        if self.made_folder:
+            try:
+                os.rmdir(os.path.dirname(self.path))  # only when still empty
+            except OSError:
+                pass
+
+
+# =====================================================================================
 # running commands, output and the log
 # =====================================================================================
 
@@ -2134,6 +2270,7 @@ class Session(object):
         self.result = {"command": args.command, "dry_run": self.dry_run, "ok": False,
                        "installer_version": VERSION}
         self.cleanup = []
+        self.lock = None
         self.log_path = args.log
         self.log_error = None
         self._log = None
@@ -2180,6 +2317,8 @@ class Session(object):
         self._write(sys.stderr, line)
 
     def finish(self, code):
+        if self.lock:
+            self.lock.release()
         for path in self.cleanup:
             try:
                 os.remove(path)

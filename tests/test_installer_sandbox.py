@@ -506,3 +506,105 @@ def test_remove_list_outside_the_policy_is_refused(sandbox, installer_bundles, b
         assert "docker-common" in conflicts and "bash" not in conflicts
         assert "[pass] transaction" in proc.stdout  # the test transaction removes no bash
     assert sb.snapshot() == before
+
+
+# ------------------------------------------------------------------ one installer at a time
+
+
+def hold_lock(sb, mode: int):
+    """Take /var/lib/airdock/lock from the test process (the sandbox binds /var/lib)."""
+    import fcntl
+    import os
+
+    path = sb.var_lib / "airdock" / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_a_held_lock_stops_install_check_and_uninstall(label, sandbox, installer_bundles):
+    import fcntl
+    import os
+
+    sb = sandbox(root="old-docker")
+    fd = hold_lock(sb, fcntl.LOCK_EX)
+    try:
+        before = sb.snapshot()
+        python = installer_python(label)
+        for args in (["install", "--yes"], ["check"], ["uninstall", "--yes"],
+                     ["install", "--dry-run"]):  # fmt: skip
+            proc = sb.installer(installer_bundles["26.1.4"], *args, python=python)
+            assert proc.returncode == 1
+            one_line_error(proc, f"another airdock installer (pid {os.getpid()}) is running; "
+                           "wait for it to finish")  # fmt: skip
+            assert proc.stdout == ""
+        status = sb.installer(installer_bundles["26.1.4"], "status", python=python)
+        assert status.returncode == 0 and status.stderr == ""  # status only reads: no lock
+        assert sb.snapshot() == before
+    finally:
+        os.close(fd)
+
+
+def test_checks_share_the_lock_and_an_install_waits_for_none(sandbox, installer_bundles):
+    """A check holds the lock shared: another check runs beside it, an install does not."""
+    import fcntl
+    import os
+
+    sb = sandbox()
+    fd = hold_lock(sb, fcntl.LOCK_SH)
+    try:
+        check = sb.installer(installer_bundles["26.1.4"], "check")
+        assert check.returncode == 0, check.stdout + check.stderr
+        install = sb.installer(installer_bundles["26.1.4"], "install", "--yes")
+        one_line_error(install, f"another airdock installer (pid {os.getpid()}) is running")
+        assert "docker-ce" not in " ".join(sb.rpm_qa())
+        assert (sb.var_lib / "airdock" / "lock").exists()  # still ours: the check left it
+    finally:
+        os.close(fd)
+
+
+def test_a_second_installer_is_refused_while_the_first_waits_at_its_prompt(
+    sandbox, installer_bundles
+):
+    """Two real runs: the first holds the lock while it asks "Proceed?" on a terminal; the
+    second fails at once naming the first one's pid; the first, answered "n", changes nothing
+    and leaves no lock file behind."""
+    import os
+    import pty
+    import select
+    import time
+
+    sb = sandbox(root="old-docker")
+    before = sb.snapshot()
+    bundle = installer_bundles["26.1.4"]
+    master, slave = pty.openpty()
+    first = subprocess.Popen(
+        sb.command([installer_python("2.7"), bundle / "airdock_install.py", "install"]),
+        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        shown, deadline = b"", time.time() + 120
+        while b"Proceed? [y/N]" not in shown and first.poll() is None:
+            assert time.time() < deadline, shown.decode()
+            if select.select([first.stdout], [], [], 1)[0]:
+                shown += os.read(first.stdout.fileno(), 65536)
+        assert b"Proceed? [y/N]" in shown, shown.decode()
+        second = sb.installer(bundle, "install", "--yes", python=installer_python("3.6"))
+        line = one_line_error(second, "another airdock installer (pid ", ") is running; wait for "
+                              "it to finish")  # fmt: skip
+        pid = int(line.split("(pid ")[1].split(")")[0])
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            assert b"airdock_install.py\0install" in handle.read()
+        os.write(master, b"n\n")
+        out, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        os.close(master)
+        os.close(slave)
+    assert first.returncode == 1 and b"cancelled at the prompt" in shown + out
+    assert sb.snapshot() == before
+    assert not (sb.var_lib / "airdock" / "lock").exists()

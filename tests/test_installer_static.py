@@ -7,6 +7,7 @@ tampering, dry run) and test_installer_story.py (install / upgrade / uninstall w
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -680,3 +681,90 @@ def test_the_remove_list_policy(tmp_path):
     many = FakeBundle(tmp_path, good_manifest()["packages"], ["a", "b", "docker-ce", "d", "e"])
     check = ai.check_remove_policy(RecordingSession(""), many)
     assert "remove a, b, docker-ce (+2 more): not old docker packages" in check.message
+
+
+# ------------------------------------------------------------------ the installer lock
+
+
+class QuietSession:
+    def __init__(self):
+        self.said: list[str] = []
+
+    def log(self, text):
+        pass
+
+    def say(self, text, err=False):
+        self.said.append(text)
+
+
+@pytest.fixture
+def lock_path(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the installer takes its lock only as root")
+    return tmp_path / "state" / "lock"
+
+
+def test_the_lock_is_exclusive_for_changes_and_shared_for_checks(lock_path):
+    s = QuietSession()
+    install = ai.InstallerLock(str(lock_path))
+    assert install.acquire(s, exclusive=True)
+    assert lock_path.read_text() == f"{os.getpid()}\n"
+    assert fcntl.fcntl(install.fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC  # not inherited by yum
+    for exclusive in (True, False):
+        with pytest.raises(ai.Failure) as info:
+            ai.InstallerLock(str(lock_path)).acquire(s, exclusive)
+        assert info.value.message == f"another airdock installer (pid {os.getpid()}) is running"
+        assert info.value.fix == "wait for it to finish"
+    install.release()
+    assert not lock_path.exists() and not lock_path.parent.exists()  # it made the folder
+
+    first, second = ai.InstallerLock(str(lock_path)), ai.InstallerLock(str(lock_path))
+    assert first.acquire(s, exclusive=False) and second.acquire(s, exclusive=False)
+    with pytest.raises(ai.Failure, match="another airdock installer"):
+        ai.InstallerLock(str(lock_path)).acquire(s, exclusive=True)
+    first.release()
+    assert lock_path.exists()  # the second check still holds it
+    second.release()
+    assert not lock_path.exists()
+    assert s.said == []
+
+
+def test_a_lock_file_left_by_a_dead_run_is_taken_over(lock_path):
+    lock_path.parent.mkdir()
+    lock_path.write_text("999999999\n")  # its process is gone: flock locks die with it
+    lock = ai.InstallerLock(str(lock_path))
+    assert lock.acquire(QuietSession(), exclusive=True)
+    assert lock_path.read_text() == f"{os.getpid()}\n"
+    lock.release()
+    assert not lock_path.exists() and lock_path.parent.is_dir()  # not its folder to remove
+
+
+def test_a_lock_file_removed_under_a_run_is_not_trusted(lock_path, monkeypatch):
+    """A run that locked a file a finishing run had just removed locks the new file instead."""
+    lock_path.parent.mkdir()
+    real_flock = fcntl.flock
+    replaced = []
+
+    def flock_after_a_finishing_run(fd, op):
+        real_flock(fd, op)
+        if not replaced and op & fcntl.LOCK_NB and not op & fcntl.LOCK_UN:
+            replaced.append(os.fstat(fd).st_ino)
+            os.unlink(lock_path)  # what the finishing run's release() does
+
+    monkeypatch.setattr(ai.fcntl, "flock", flock_after_a_finishing_run)
+    lock = ai.InstallerLock(str(lock_path))
+    assert lock.acquire(QuietSession(), exclusive=True)
+    assert len(replaced) == 1  # the first file it locked was gone: it locked the new one
+    assert os.fstat(lock.fd).st_ino == lock_path.stat().st_ino
+    lock.release()
+
+
+def test_no_lock_and_a_warning_where_the_folder_cannot_be_written(lock_path):
+    lock_path.parent.mkdir()
+    (lock_path.parent / "blocker").write_text("")
+    s = QuietSession()
+    lock = ai.InstallerLock(str(lock_path.parent / "blocker" / "lock"))
+    assert lock.acquire(s, exclusive=True) is False
+    assert len(s.said) == 1 and s.said[0].startswith("warning: cannot lock ")
+    assert "nothing stops a second installer run" in s.said[0]
+    lock.release()  # a no-op
