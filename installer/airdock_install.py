@@ -161,9 +161,17 @@ def cmd_install(s, args):
         s.say(describe_plan(plan))
     else:
         confirm(s, args, describe_plan(plan))
+    previous = read_receipt(s)
     history_before = yum_history_last_id(s)
     new_keys = import_keys(s, bundle, host)
-    transaction_id = apply_transaction(s, host, plan, new_keys, history_before)
+
+    def record(transaction, images=(), complete=False):
+        return write_receipt(s, bundle, host, plan, transaction, list(images), previous,
+                             complete)
+
+    transaction = apply_transaction(s, host, plan, new_keys, history_before, record)
+    if transaction:
+        record(transaction)  # the packages are in: on record before a later step can fail
     images = []
     if args.no_start:
         enable_services(s)
@@ -173,8 +181,8 @@ def cmd_install(s, args):
         wait_for_docker(s)
         images = load_images(s, bundle, args.skip_images)
         smoke_test(s, bundle, args.skip_images)
-    write_receipt(s, bundle, host, plan, transaction_id, images)
-    summarize_install(s, bundle, plan, transaction_id, images)
+    record(transaction, images, complete=True)
+    summarize_install(s, bundle, plan, transaction, images)
     return 0
 
 
@@ -204,11 +212,11 @@ def cmd_uninstall(s, args):
         return 0
     confirm(s, args, describe_uninstall(packages, purge))
     stop_services(s)
-    remove_packages(s, host, packages)
-    retire_receipt(s, receipt)
+    removal = remove_packages(s, host, packages)
+    retire_receipt(s, receipt, removal)
     if args.purge:
         purge_data(s, purge)
-    summarize_uninstall(s, packages, args.purge)
+    summarize_uninstall(s, packages, args.purge, removal)
     return 0
 
 
@@ -334,8 +342,11 @@ def import_keys(s, bundle, host):
     return added
 
 
-def apply_transaction(s, host, plan, new_keys, history_before):
-    """The one yum transaction; verified afterwards with rpm (yum shell's exit code is not)."""
+def apply_transaction(s, host, plan, new_keys, history_before, record=None):
+    """The one yum transaction; verified afterwards with rpm (yum shell's exit code is not).
+    Returns what the receipt says about it ({"id": its yum history ID} or {"id": None,
+    "why_no_id": ...}), None when there was none (nothing to do, --dry-run).  When the rpmdb
+    changed but not as planned, record(that, with "incomplete") runs before the Failure."""
     if plan.nothing_to_do:
         s.step("packages: already installed, no transaction")
         return None
@@ -359,10 +370,26 @@ def apply_transaction(s, host, plan, new_keys, history_before):
             raise Failure("the yum transaction failed and changed nothing: %s" % reason,
                           "the bundle's signatures did not verify: rebuild or re-copy the bundle"
                           if gpg else "see the log for yum's output, fix it and run install again")
+        transaction = committed_transaction(s, history_before)
+        transaction["incomplete"] = problems
+        if record:
+            record(transaction)
         raise Failure("the yum transaction did not complete: %s" % "; ".join(problems[:3]),
                       "see `yum history` and the log; run install again")
-    after_id = yum_history_last_id(s)
-    return after_id if after_id and after_id != history_before else None
+    return committed_transaction(s, history_before)
+
+
+def committed_transaction(s, history_before):
+    """{"id": N} for the yum history entry a transaction just made, or {"id": None,
+    "why_no_id": why} when yum history does not show a new one."""
+    newest, why = yum_history_newest(s)
+    if newest is not None and history_before is not None and newest <= history_before:
+        newest, why = None, "`yum history list` shows no new entry (the newest is still %d)" % (
+            history_before)
+    if newest is None:
+        s.log("transaction ID unknown: %s" % why)
+        return {"id": None, "why_no_id": why}
+    return {"id": newest}
 
 
 def enable_services(s):
@@ -462,25 +489,29 @@ def smoke_test(s, bundle, skipped_images):
           fix="see `journalctl -u docker`")
 
 
-def write_receipt(s, bundle, host, plan, transaction_id, images):
-    previous = read_receipt(s)
+def write_receipt(s, bundle, host, plan, committed, images, previous, complete=True):
+    """/var/lib/airdock/receipt.json: what this bundle's install changed, with the yum
+    transaction's ID (committed, from apply_transaction; None when there was no transaction).
+    Written right after the transaction (complete=False) and again at the end."""
     managed = set(plan.managed_names())
     if previous:
         managed.update(previous.get("managed_packages", []))
     host.forget()
     still = host.installed(sorted(managed)) if not s.dry_run else {}
     transaction = {
-        "id": transaction_id,
+        "id": None,
         "time": utc_now(),
         "bundle": bundle.name,
         "added": [p.nevra for p in plan.install],
         "upgraded": [{"name": p.name, "from": old, "to": p.evr} for p, old in plan.upgrade],
         "removed": list(plan.remove) + list(plan.extra_removals),
     }
+    transaction.update(committed or {"why_no_id": "no transaction: the packages were "
+                                                  "already installed"})
     history = []
     if previous:
         history = previous.get("previous", [])[:9]
-        if plan.nothing_to_do and previous.get("transaction"):
+        if not committed and plan.nothing_to_do and previous.get("transaction"):
             transaction = previous["transaction"]  # this run changed no package
         else:
             history = [summarize_receipt(previous)] + history
@@ -496,6 +527,7 @@ def write_receipt(s, bundle, host, plan, transaction_id, images):
             "path": bundle.root,
         },
         "packages_changed": not plan.nothing_to_do,
+        "complete": complete,
         "transaction": transaction,
         "managed_packages": sorted(n for n in managed if s.dry_run or n in still),
         "images": images,
@@ -506,7 +538,8 @@ def write_receipt(s, bundle, host, plan, transaction_id, images):
         return receipt
     write_json_atomic(RECEIPT, receipt)
     copy_installer(s)
-    s.log("receipt written to %s" % RECEIPT)
+    s.log("receipt written to %s (transaction %s%s)" % (
+        RECEIPT, transaction.get("id"), "" if complete else "; the install goes on"))
     s.result["receipt"] = receipt
     return receipt
 
@@ -519,7 +552,8 @@ def copy_installer(s):
         s.log("could not copy the installer to %s: %s" % (STATE_DIR, exc))
 
 
-def summarize_install(s, bundle, plan, transaction_id, images):
+def summarize_install(s, bundle, plan, transaction, images):
+    transaction_id = (transaction or {}).get("id")
     s.result.update({"transaction_id": transaction_id, "images": images})
     if s.dry_run:
         s.say("\nDry run: nothing was changed.")
@@ -528,6 +562,9 @@ def summarize_install(s, bundle, plan, transaction_id, images):
     if transaction_id:
         s.say("  yum transaction %s (`yum history info %s`; receipt %s)" % (
             transaction_id, transaction_id, RECEIPT))
+    elif transaction:
+        s.say("  one yum transaction; its ID is unknown: %s (receipt %s)" % (
+            transaction.get("why_no_id"), RECEIPT))
     else:
         s.say("  packages were already installed (receipt %s)" % RECEIPT)
     s.say("  status:    sudo ./install.sh status")
@@ -601,9 +638,10 @@ def show_receipt(s, receipt):
         s.say("Receipt: none (%s)" % RECEIPT)
     else:
         tx = receipt.get("transaction", {})
-        s.say("Receipt: %s (last run %s); packages from yum transaction %s at %s" % (
+        s.say("Receipt: %s (last run %s); packages from yum transaction %s at %s%s" % (
             receipt.get("bundle", {}).get("name"), receipt.get("time"), tx.get("id"),
-            tx.get("time")))
+            tx.get("time"), "" if receipt.get("complete", True) else
+            "; that install stopped after its transaction: run install again"))
     s.result["receipt"] = receipt
 
 
@@ -665,14 +703,17 @@ def stop_services(s):
 
 
 def remove_packages(s, host, packages):
+    """One yum remove; returns {"id": its yum history ID, "time", "removed"} (or
+    "why_no_id") for the retired receipt, None when nothing was removed."""
     if not packages:
-        return
+        return None
     s.step("yum remove: %d packages" % len(packages))
+    history_before = yum_history_last_id(s) if not s.dry_run else None
     cmd = ["yum", "-y", "--disablerepo=*", "--setopt=clean_requirements_on_remove=0",
            "remove"] + [nevra_nvra(n) for n in packages]
     rc, out = s.run(cmd, change=True, check=False)
     if s.dry_run:
-        return
+        return None
     host.forget()
     installed = host.installed(sorted(set(nevra_name(n) for n in packages)))
     left = [n for n in packages if any(nevra_string(nevra_name(n), evr) == n
@@ -680,15 +721,26 @@ def remove_packages(s, host, packages):
     if left:
         raise Failure("yum remove did not remove %s: %s" % (", ".join(left), last_error_line(out)),
                       "see the log; remove them with `yum remove` and run uninstall again")
+    removal = committed_transaction(s, history_before)
+    removal.update({"time": utc_now(), "removed": list(packages)})
+    return removal
 
 
-def retire_receipt(s, receipt):
-    if not receipt or s.dry_run:
+def retire_receipt(s, receipt, removal=None):
+    """receipt.json -> receipt.uninstalled-STAMP.json, with the uninstall's transaction (and
+    such a record alone when there was no receipt but a transaction)."""
+    if s.dry_run or not (receipt or removal):
         return
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    receipt["uninstalled"] = utc_now()
-    write_json_atomic(os.path.join(STATE_DIR, "receipt.uninstalled-%s.json" % stamp), receipt)
-    os.remove(RECEIPT)
+    retired = dict(receipt or {"format": "airdock-receipt",
+                               "format_version": RECEIPT_FORMAT_VERSION,
+                               "installer_version": VERSION})
+    retired["uninstalled"] = utc_now()
+    if removal:
+        retired["uninstall_transaction"] = removal
+    write_json_atomic(os.path.join(STATE_DIR, "receipt.uninstalled-%s.json" % stamp), retired)
+    if receipt:
+        os.remove(RECEIPT)
 
 
 def purge_data(s, purge):
@@ -710,12 +762,16 @@ def purge_data(s, purge):
                           "stop whatever still uses it (containers, mounts) and delete it by hand")
 
 
-def summarize_uninstall(s, packages, purged):
-    s.result.update({"removed": packages, "purged": bool(purged)})
+def summarize_uninstall(s, packages, purged, removal=None):
+    transaction_id = (removal or {}).get("id")
+    s.result.update({"removed": packages, "purged": bool(purged),
+                     "transaction_id": transaction_id})
     if s.dry_run:
         s.say("\nDry run: nothing was changed.")
         return
-    s.say("\nDone: %d packages removed%s." % (len(packages), ", data deleted" if purged else ""))
+    s.say("\nDone: %d packages removed%s%s." % (
+        len(packages), " (yum transaction %s)" % transaction_id if transaction_id else "",
+        ", data deleted" if purged else ""))
     if not purged:
         s.say("  kept %s; `uninstall --purge` deletes them" % ", ".join(DATA_DIRS))
 
@@ -1831,9 +1887,19 @@ def parse_yum_output(text):
 
 def yum_history_last_id(s):
     """The newest yum history ID, or None."""
+    return yum_history_newest(s)[0]
+
+
+def yum_history_newest(s):
+    """(newest yum history ID, None) or (None, why there is none)."""
     rc, out = s.run(["yum", "--disablerepo=*", "history", "list"], check=False, quiet=True)
     ids = [int(m) for m in re.findall(r"^\s*(\d+)\s+\|", out, re.M)]
-    return max(ids) if ids else None
+    if ids:
+        return max(ids), None
+    if rc != 0:
+        return None, "`yum history list` failed (exit %d): %s" % (rc, one_line(
+            last_error_line(out)))
+    return None, "`yum history list` lists no transaction"
 
 
 def last_error_line(text):
@@ -2021,12 +2087,16 @@ def openpgp_keys(data):
 def read_receipt(s):
     try:
         with open(RECEIPT, "rb") as handle:
-            return json.loads(handle.read().decode("utf-8"))
+            receipt = json.loads(handle.read().decode("utf-8"))
     except (IOError, OSError):
         return None
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         s.log("unreadable receipt %s: %s" % (RECEIPT, exc))
         return None
+    if not isinstance(receipt, dict) or not isinstance(receipt.get("transaction", {}), dict):
+        s.log("unreadable receipt %s: not an airdock receipt" % RECEIPT)
+        return None
+    return receipt
 
 
 def summarize_receipt(receipt):

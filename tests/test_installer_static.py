@@ -350,13 +350,57 @@ def test_failed_transaction_undoes_the_key_import_and_says_nothing_changed(tmp_p
 
 
 def test_half_applied_transaction_is_reported_as_such(tmp_path, recorded):
+    """The rpmdb changed, but not as planned: the receipt is written (record) before the
+    failure, naming the transaction - here without an ID, and why."""
     s = recorded("Running transaction\nError: something broke\n")
     host = StaticHost(["bash-4.2.46-34.el7.x86_64"], ["bash-4.2.46-35.el7.x86_64"])
+    recorded_transactions = []
     with pytest.raises(ai.Failure) as info:
-        ai.apply_transaction(s, host, one_package_plan(tmp_path), [], 4)
+        ai.apply_transaction(s, host, one_package_plan(tmp_path), [], 4,
+                             recorded_transactions.append)  # fmt: skip
     assert "did not complete" in info.value.message
     assert "docker-ce-3:26.1.4-1.el7.x86_64 is not installed" in info.value.message
     assert "yum history" in info.value.fix
+    assert recorded_transactions == [{
+        "id": None, "why_no_id": "`yum history list` lists no transaction",
+        "incomplete": ["docker-ce-3:26.1.4-1.el7.x86_64 is not installed"],
+    }]  # fmt: skip
+
+
+YUM_EL7_HISTORY = """\
+Loaded plugins: fastestmirror
+ID     | Login user               | Date and time    | Action(s)      | Altered
+-------------------------------------------------------------------------------
+    12 | root <root>              | 2024-06-30 12:00 | I, O, U        |   12 EE
+    11 | root <root>              | 2024-06-29 09:13 | Install        |    1
+history list
+"""
+
+
+@pytest.mark.parametrize(
+    "output, before, expected",
+    [
+        (YUM_EL7_HISTORY, 11, {"id": 12}),
+        (YUM_EL7_HISTORY, None, {"id": 12}),
+        (YUM_EL7_HISTORY, 12, {"id": None, "why_no_id": "`yum history list` shows no new entry "
+                                                        "(the newest is still 12)"}),
+        ("Loaded plugins: fastestmirror\nNo transactions\n", None,
+         {"id": None, "why_no_id": "`yum history list` lists no transaction"}),
+    ],
+)  # fmt: skip
+def test_the_transaction_id_or_why_there_is_none(output, before, expected):
+    assert ai.committed_transaction(RecordingSession(output), before) == expected
+
+
+def test_a_failing_yum_history_is_named():
+    class Failing(RecordingSession):
+        def run(self, cmd, **kwargs):
+            return (1, "Error: rpmdb open failed\n")
+
+    assert ai.committed_transaction(Failing(""), 3) == {
+        "id": None,
+        "why_no_id": "`yum history list` failed (exit 1): Error: rpmdb open failed",
+    }
 
 
 # ------------------------------------------------------------------ checks that need odd disks
