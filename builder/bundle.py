@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -281,7 +282,7 @@ def copy_keys(keyring: Keyring, fingerprints: set[str], dest: Path) -> list[Mani
     for key in keyring.keys:
         if key.fingerprint not in fingerprints:
             continue
-        name = key.path.name if key.path.suffix == ".asc" else f"{key.path.name}.asc"
+        name = key_file_name(key.path)
         shutil.copyfile(key.path, dest / name)
         entries.append(
             ManifestKey(
@@ -292,6 +293,15 @@ def copy_keys(keyring: Keyring, fingerprints: set[str], dest: Path) -> list[Mani
             )
         )
     return sorted(entries, key=lambda e: e.file)
+
+
+def key_file_name(path: Path) -> str:
+    """The name a key gets in ``keys/``: ``.asc``, and only the characters the installer
+    accepts in a bundle's file names (letters, digits, ``._+~^-``), so that a ``--gpg-key``
+    named ``my key (2).gpg`` becomes ``my_key__2_.gpg.asc``."""
+    name = path.name if path.suffix == ".asc" else f"{path.name}.asc"
+    name = re.sub(r"[^A-Za-z0-9._+~^-]", "_", name)
+    return name if re.match(r"[A-Za-z0-9_+]", name) else f"key{name}"
 
 
 def pull_images(

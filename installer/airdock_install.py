@@ -17,6 +17,11 @@ rpm/yum output parsing, OpenPGP key ids, running commands, output).  Every failu
 Failure with one line saying what went wrong and what to do; main() prints it, the log
 (--log, default /var/log/airdock-install.log) gets the details, and nothing prints a
 traceback.
+
+The bundle is untrusted input to a root process: load_bundle validates manifest.json
+(validate_manifest), check compares it with the RPM headers (check_headers) and limits what
+it may remove (check_remove_policy), and install and uninstall run under the installer lock
+(InstallerLock, /var/lib/airdock/lock).
 """
 from __future__ import print_function
 
@@ -33,6 +38,7 @@ import argparse  # noqa: E402
 import base64  # noqa: E402
 import binascii  # noqa: E402
 import errno  # noqa: E402
+import fcntl  # noqa: E402
 import functools  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
@@ -55,6 +61,13 @@ try:
 except NameError:
     ask = input
 
+try:  # what json.loads gives for strings and integers
+    TEXT_TYPES = (str, unicode)  # noqa: F821 (Python 2)
+    INT_TYPES = (int, long)  # noqa: F821 (Python 2)
+except NameError:
+    TEXT_TYPES = (str,)
+    INT_TYPES = (int,)
+
 VERSION = "0.1.0"
 BUNDLE_FORMAT = "airdock-bundle"
 KNOWN_FORMAT_VERSIONS = (1,)
@@ -66,6 +79,8 @@ RECEIPT = STATE_DIR + "/receipt.json"
 # Publisher keys this host trusts (apt's model): provisioned by kickstart or `--trust-key`.
 TRUST_DIR = "/etc/airdock/trusted-keys"
 SIGNATURE_FILE = "SHA256SUMS.asc"  # the publisher's detached signature over SHA256SUMS
+LOCK_FILE = STATE_DIR + "/lock"
+MANIFEST_MAX_BYTES = 16 * 1024 * 1024  # a real manifest is tens of KiB
 OS_RELEASE = "/etc/os-release"
 OS_RELEASE_FALLBACKS = ("/etc/centos-release", "/etc/redhat-release", "/etc/system-release")
 KERNEL_RELEASE = "/proc/sys/kernel/osrelease"  # what uname -r says; a file, so it can be read
@@ -98,6 +113,7 @@ VENDOR_KEYS = {
     "EF8F3CA66EFDF32B36CDADF76C7CB6EF305D49D6": "CentOS 7 aarch64 signing key",
 }
 RHEL_COMPATIBLE = ("rhel", "ol", "scientific", "redhat")
+KNOWN_ARCHES = ("x86_64", "aarch64")  # a bundle's target.arch; its packages: that or noarch
 HELLO_MESSAGE = "Hello from Docker!"
 DOCKER_START_TIMEOUT = 90
 GIB = 1024 ** 3
@@ -134,6 +150,7 @@ def main(argv=None):
 def cmd_check(s, args):
     """Preflight only: every check, pass/warn/fail with the reason and the fix."""
     bundle = load_bundle(s, args.bundle)
+    hold_lock(s, exclusive=False)
     host = Host(s)
     preflight(s, bundle, host)
     s.say("\nAll checks passed: `sudo ./install.sh` installs this bundle.")
@@ -143,16 +160,25 @@ def cmd_check(s, args):
 def cmd_install(s, args):
     """check -> keys -> one yum transaction -> services -> images -> smoke test -> receipt."""
     bundle = load_bundle(s, args.bundle)
+    hold_lock(s, exclusive=not args.dry_run)
     host = Host(s)
     plan = preflight(s, bundle, host)
     if plan.nothing_to_do:
         s.say(describe_plan(plan))
     else:
         confirm(s, args, describe_plan(plan) + trust_note(s.trust))
+    previous = read_receipt(s)
     history_before = yum_history_last_id(s)
     store_trusted_keys(s)
     new_keys = import_keys(s, bundle, host, plan)
-    transaction_id = apply_transaction(s, host, plan, new_keys, history_before)
+
+    def record(transaction, images=(), complete=False):
+        return write_receipt(s, bundle, host, plan, transaction, list(images), previous,
+                             complete, new_keys)
+
+    transaction = apply_transaction(s, host, plan, new_keys, history_before, record)
+    if transaction:
+        record(transaction)  # the packages are in: on record before a later step can fail
     images = []
     if args.no_start:
         enable_services(s)
@@ -162,8 +188,8 @@ def cmd_install(s, args):
         wait_for_docker(s)
         images = load_images(s, bundle, args.skip_images)
         smoke_test(s, bundle, args.skip_images)
-    write_receipt(s, bundle, host, plan, transaction_id, images, new_keys)
-    summarize_install(s, bundle, plan, transaction_id, images)
+    record(transaction, images, complete=True)
+    summarize_install(s, bundle, plan, transaction, images)
     return 0
 
 
@@ -181,6 +207,7 @@ def cmd_status(s, args):
 
 def cmd_uninstall(s, args):
     """Stop docker, remove what airdock installed; keep data unless --purge."""
+    hold_lock(s, exclusive=not args.dry_run)
     host = Host(s)
     receipt = read_receipt(s)
     packages = removable_packages(s, host, receipt)
@@ -192,12 +219,12 @@ def cmd_uninstall(s, args):
         return 0
     confirm(s, args, describe_uninstall(packages, purge))
     stop_services(s)
-    remove_packages(s, host, packages)
+    removal = remove_packages(s, host, packages)
     remove_unused_keys(s, host, receipt)
-    retire_receipt(s, receipt)
+    retire_receipt(s, receipt, removal)
     if args.purge:
         purge_data(s, purge)
-    summarize_uninstall(s, packages, args.purge)
+    summarize_uninstall(s, packages, args.purge, removal)
     return 0
 
 
@@ -254,6 +281,12 @@ def parse_args(argv):
 # =====================================================================================
 # steps
 # =====================================================================================
+
+
+def hold_lock(s, exclusive):
+    """Hold the installer lock for the rest of the run (see InstallerLock: who takes what)."""
+    s.lock = InstallerLock(LOCK_FILE)
+    s.lock.acquire(s, exclusive)
 
 
 def preflight(s, bundle, host):
@@ -346,8 +379,11 @@ def import_keys(s, bundle, host, plan):
     return added
 
 
-def apply_transaction(s, host, plan, new_keys, history_before):
-    """The one yum transaction; verified afterwards with rpm (yum shell's exit code is not)."""
+def apply_transaction(s, host, plan, new_keys, history_before, record=None):
+    """The one yum transaction; verified afterwards with rpm (yum shell's exit code is not).
+    Returns what the receipt says about it ({"id": its yum history ID} or {"id": None,
+    "why_no_id": ...}), None when there was none (nothing to do, --dry-run).  When the rpmdb
+    changed but not as planned, record(that, with "incomplete") runs before the Failure."""
     if plan.nothing_to_do:
         s.step("packages: already installed, no transaction")
         return None
@@ -371,10 +407,26 @@ def apply_transaction(s, host, plan, new_keys, history_before):
             raise Failure("the yum transaction failed and changed nothing: %s" % reason,
                           "the bundle's signatures did not verify: rebuild or re-copy the bundle"
                           if gpg else "see the log for yum's output, fix it and run install again")
+        transaction = committed_transaction(s, history_before)
+        transaction["incomplete"] = problems
+        if record:
+            record(transaction)
         raise Failure("the yum transaction did not complete: %s" % "; ".join(problems[:3]),
                       "see `yum history` and the log; run install again")
-    after_id = yum_history_last_id(s)
-    return after_id if after_id and after_id != history_before else None
+    return committed_transaction(s, history_before)
+
+
+def committed_transaction(s, history_before):
+    """{"id": N} for the yum history entry a transaction just made, or {"id": None,
+    "why_no_id": why} when yum history does not show a new one."""
+    newest, why = yum_history_newest(s)
+    if newest is not None and history_before is not None and newest <= history_before:
+        newest, why = None, "`yum history list` shows no new entry (the newest is still %d)" % (
+            history_before)
+    if newest is None:
+        s.log("transaction ID unknown: %s" % why)
+        return {"id": None, "why_no_id": why}
+    return {"id": newest}
 
 
 def enable_services(s):
@@ -474,8 +526,12 @@ def smoke_test(s, bundle, skipped_images):
           fix="see `journalctl -u docker`")
 
 
-def write_receipt(s, bundle, host, plan, transaction_id, images, new_keys=()):
-    previous = read_receipt(s)
+def write_receipt(s, bundle, host, plan, committed, images, previous, complete=True,
+                  new_keys=()):
+    """/var/lib/airdock/receipt.json: what this bundle's install changed, with the yum
+    transaction's ID (committed, from apply_transaction; None when there was no transaction)
+    and the rpm keys airdock imported.  Written right after the transaction (complete=False)
+    and again at the end."""
     imported = sorted(set(list(new_keys) + list((previous or {}).get("imported_keys", []))))
     managed = set(plan.managed_names())
     if previous:
@@ -483,17 +539,19 @@ def write_receipt(s, bundle, host, plan, transaction_id, images, new_keys=()):
     host.forget()
     still = host.installed(sorted(managed)) if not s.dry_run else {}
     transaction = {
-        "id": transaction_id,
+        "id": None,
         "time": utc_now(),
         "bundle": bundle.name,
         "added": [p.nevra for p in plan.install],
         "upgraded": [{"name": p.name, "from": old, "to": p.evr} for p, old in plan.upgrade],
         "removed": list(plan.remove) + list(plan.extra_removals),
     }
+    transaction.update(committed or {"why_no_id": "no transaction: the packages were "
+                                                  "already installed"})
     history = []
     if previous:
         history = previous.get("previous", [])[:9]
-        if plan.nothing_to_do and previous.get("transaction"):
+        if not committed and plan.nothing_to_do and previous.get("transaction"):
             transaction = previous["transaction"]  # this run changed no package
         else:
             history = [summarize_receipt(previous)] + history
@@ -509,6 +567,7 @@ def write_receipt(s, bundle, host, plan, transaction_id, images, new_keys=()):
             "path": bundle.root,
         },
         "packages_changed": not plan.nothing_to_do,
+        "complete": complete,
         "transaction": transaction,
         "managed_packages": sorted(n for n in managed if s.dry_run or n in still),
         "imported_keys": imported,
@@ -521,7 +580,8 @@ def write_receipt(s, bundle, host, plan, transaction_id, images, new_keys=()):
         return receipt
     write_json_atomic(RECEIPT, receipt)
     copy_installer(s)
-    s.log("receipt written to %s" % RECEIPT)
+    s.log("receipt written to %s (transaction %s%s)" % (
+        RECEIPT, transaction.get("id"), "" if complete else "; the install goes on"))
     s.result["receipt"] = receipt
     return receipt
 
@@ -534,7 +594,8 @@ def copy_installer(s):
         s.log("could not copy the installer to %s: %s" % (STATE_DIR, exc))
 
 
-def summarize_install(s, bundle, plan, transaction_id, images):
+def summarize_install(s, bundle, plan, transaction, images):
+    transaction_id = (transaction or {}).get("id")
     s.result.update({"transaction_id": transaction_id, "images": images})
     if s.dry_run:
         s.say("\nDry run: nothing was changed.")
@@ -543,6 +604,9 @@ def summarize_install(s, bundle, plan, transaction_id, images):
     if transaction_id:
         s.say("  yum transaction %s (`yum history info %s`; receipt %s)" % (
             transaction_id, transaction_id, RECEIPT))
+    elif transaction:
+        s.say("  one yum transaction; its ID is unknown: %s (receipt %s)" % (
+            transaction.get("why_no_id"), RECEIPT))
     else:
         s.say("  packages were already installed (receipt %s)" % RECEIPT)
     s.say("  status:    sudo ./install.sh status")
@@ -616,9 +680,10 @@ def show_receipt(s, receipt):
         s.say("Receipt: none (%s)" % RECEIPT)
     else:
         tx = receipt.get("transaction", {})
-        s.say("Receipt: %s (last run %s); packages from yum transaction %s at %s" % (
+        s.say("Receipt: %s (last run %s); packages from yum transaction %s at %s%s" % (
             receipt.get("bundle", {}).get("name"), receipt.get("time"), tx.get("id"),
-            tx.get("time")))
+            tx.get("time"), "" if receipt.get("complete", True) else
+            "; that install stopped after its transaction: run install again"))
     s.result["receipt"] = receipt
 
 
@@ -680,14 +745,17 @@ def stop_services(s):
 
 
 def remove_packages(s, host, packages):
+    """One yum remove; returns {"id": its yum history ID, "time", "removed"} (or
+    "why_no_id") for the retired receipt, None when nothing was removed."""
     if not packages:
-        return
+        return None
     s.step("yum remove: %d packages" % len(packages))
+    history_before = yum_history_last_id(s) if not s.dry_run else None
     cmd = ["yum", "-y", "--disablerepo=*", "--setopt=clean_requirements_on_remove=0",
            "remove"] + [nevra_nvra(n) for n in packages]
     rc, out = s.run(cmd, change=True, check=False)
     if s.dry_run:
-        return
+        return None
     host.forget()
     installed = host.installed(sorted(set(nevra_name(n) for n in packages)))
     left = [n for n in packages if any(nevra_string(nevra_name(n), evr) == n
@@ -695,6 +763,9 @@ def remove_packages(s, host, packages):
     if left:
         raise Failure("yum remove did not remove %s: %s" % (", ".join(left), last_error_line(out)),
                       "see the log; remove them with `yum remove` and run uninstall again")
+    removal = committed_transaction(s, history_before)
+    removal.update({"time": utc_now(), "removed": list(packages)})
+    return removal
 
 
 def remove_unused_keys(s, host, receipt):
@@ -712,13 +783,21 @@ def remove_unused_keys(s, host, receipt):
         s.run(["rpm", "-e", name], change=True, check=False)
 
 
-def retire_receipt(s, receipt):
-    if not receipt or s.dry_run:
+def retire_receipt(s, receipt, removal=None):
+    """receipt.json -> receipt.uninstalled-STAMP.json, with the uninstall's transaction (and
+    such a record alone when there was no receipt but a transaction)."""
+    if s.dry_run or not (receipt or removal):
         return
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    receipt["uninstalled"] = utc_now()
-    write_json_atomic(os.path.join(STATE_DIR, "receipt.uninstalled-%s.json" % stamp), receipt)
-    os.remove(RECEIPT)
+    retired = dict(receipt or {"format": "airdock-receipt",
+                               "format_version": RECEIPT_FORMAT_VERSION,
+                               "installer_version": VERSION})
+    retired["uninstalled"] = utc_now()
+    if removal:
+        retired["uninstall_transaction"] = removal
+    write_json_atomic(os.path.join(STATE_DIR, "receipt.uninstalled-%s.json" % stamp), retired)
+    if receipt:
+        os.remove(RECEIPT)
 
 
 def purge_data(s, purge):
@@ -740,12 +819,16 @@ def purge_data(s, purge):
                           "stop whatever still uses it (containers, mounts) and delete it by hand")
 
 
-def summarize_uninstall(s, packages, purged):
-    s.result.update({"removed": packages, "purged": bool(purged)})
+def summarize_uninstall(s, packages, purged, removal=None):
+    transaction_id = (removal or {}).get("id")
+    s.result.update({"removed": packages, "purged": bool(purged),
+                     "transaction_id": transaction_id})
     if s.dry_run:
         s.say("\nDry run: nothing was changed.")
         return
-    s.say("\nDone: %d packages removed%s." % (len(packages), ", data deleted" if purged else ""))
+    s.say("\nDone: %d packages removed%s%s." % (
+        len(packages), " (yum transaction %s)" % transaction_id if transaction_id else "",
+        ", data deleted" if purged else ""))
     if not purged:
         s.say("  kept %s; `uninstall --purge` deletes them" % ", ".join(DATA_DIRS))
 
@@ -785,16 +868,26 @@ def run_checks(s, bundle, host):
     s.result["trust"] = s.trust.label
     plan = None
     if tools.status == "fail":
-        for name in ("signatures", "conflicts", "docker-ce", "transaction"):
+        for name in ("signatures", "headers", "remove-list", "conflicts", "docker-ce",
+                     "transaction"):
             add(Check(name, "skip", "needs yum and rpm"))
+        s.result["checks"] = [c.as_dict() for c in checks]
         return checks, plan
-    add(check_signatures(s, bundle) if sums.status != "fail"
-        else Check("signatures", "skip", "the bundle failed its checksums"))
+    headers = None
+    if sums.status == "fail":
+        for name in ("signatures", "headers", "remove-list"):
+            add(Check(name, "skip", "the bundle failed its checksums"))
+    else:
+        add(check_signatures(s, bundle))
+        headers = add(check_headers(s, bundle))
+        add(check_remove_policy(s, bundle))
     plan = make_plan(s, bundle, host)
     add(check_conflicts(plan))
     add(check_existing(plan, bundle))
     if sums.status == "fail":
         add(Check("transaction", "skip", "the bundle failed its checksums"))
+    elif headers.status == "fail":  # the plan goes by identities the RPMs do not have
+        add(Check("transaction", "skip", "the manifest does not describe the bundle's RPMs"))
     elif root.status == "fail":
         add(Check("transaction", "skip", "the yum test transaction needs root"))
     else:
@@ -1025,6 +1118,68 @@ def trust_note(trust):
         "signed by an untrusted key" if trust.signer else "not signed", trust.sums_sha256)
 
 
+HEADER_QUERYFORMAT = "%{NAME}\\t%{EPOCHNUM}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n"
+
+
+def check_headers(s, bundle):
+    """Each RPM's header (name, epoch, version, release, arch) is what the manifest says: the
+    plan, the transaction's verification, the receipt and uninstall all go by the manifest's
+    identities, so a manifest that lies about a (genuine, signed) RPM must stop here, before
+    the transaction, not after it.  One rpm -qp over every file, in manifest order."""
+    files = [p.path for p in bundle.packages]
+    rc, out = s.run(["rpm", "-qp", "--nosignature", "--nodigest", "--qf", HEADER_QUERYFORMAT]
+                    + files, check=False, quiet=True, stderr=False)
+    lines = out.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    # Exactly one 5-field line per file: a header field holding a tab or a newline cannot
+    # shift the answers onto other files.
+    if rc != 0 or len(lines) != len(files) or any(len(ln.split("\t")) != 5 for ln in lines):
+        return Check("headers", "fail", "rpm -qp could not read every RPM header of the bundle "
+                     "(exit %d, %d answers for %d files; rpm's words are in the log)" % (
+                         rc, len(lines), len(files)),
+                     "the bundle is damaged or was altered: copy the bundle again from the source")
+    wrong = []
+    for pkg, line in zip(bundle.packages, lines):
+        name, epoch, version, release, arch = line.split("\t")
+        header = (name, int(epoch) if re.match(r"^[0-9]{1,9}\Z", epoch) else epoch, version,
+                  release, arch)
+        if header != (pkg.name, pkg.epoch, pkg.version, pkg.release, pkg.arch):
+            held = "%s-%s:%s-%s.%s" % header if header[1] else "%s-%s-%s.%s" % (
+                name, version, release, arch)
+            wrong.append("%s holds %s (its RPM header), the manifest says %s" % (
+                pkg.file, printable(held), pkg.nevra))
+    if wrong:
+        s.log("manifest/header mismatches:\n  " + "\n  ".join(wrong))
+        more = " (+%d more)" % (len(wrong) - 1) if len(wrong) > 1 else ""
+        return Check("headers", "fail", wrong[0] + more,
+                     "the manifest does not describe the bundle's RPMs (altered or damaged): "
+                     "copy the bundle again from the source, or rebuild it")
+    return Check("headers", "pass", "%d RPM headers match the manifest (name, epoch, version, "
+                 "release, arch)" % len(files))
+
+
+def check_remove_policy(s, bundle):
+    """The manifest's remove list may name only CentOS's old docker packages
+    (OLD_DOCKER_PACKAGES), what docker-ce's specs conflict with (KNOWN_CONFLICTS) and what the
+    bundle's own RPMs Conflict with or Obsolete (their headers): a manifest must not get a
+    root process to remove openssh-server.  make_plan removes nothing else either way."""
+    allowed = set(OLD_DOCKER_PACKAGES) | set(KNOWN_CONFLICTS) | set(bundle_conflicts(s, bundle))
+    refused = [name for name in bundle.remove if name not in allowed]
+    if refused:
+        named = ", ".join(refused[:3]) + (
+            " (+%d more)" % (len(refused) - 3) if len(refused) > 3 else "")
+        return Check("remove-list", "fail", "the manifest asks to remove %s: %s" % (named, (
+            "not an old docker package, and no RPM of the bundle conflicts with or obsoletes it"
+            if len(refused) == 1 else "not old docker packages, and no RPM of the bundle "
+            "conflicts with or obsoletes them")),
+                     "the manifest was altered: copy the bundle again from the source, or "
+                     "rebuild it (airdock removes only the old docker packages and what "
+                     "docker-ce conflicts with)")
+    return Check("remove-list", "pass", "the manifest removes only old docker packages and what "
+                 "the bundle's RPMs conflict with (%d names)" % len(bundle.remove))
+
+
 def check_conflicts(plan):
     if not plan.remove:
         return Check("conflicts", "pass", "no conflicting packages installed")
@@ -1152,6 +1307,7 @@ class Bundle(object):
         self.images = list(manifest.get("images") or [])
         self.keys = [Key(k, root) for k in manifest.get("keys", [])]
         self.remove = list(manifest.get("remove") or [])
+        self.conflict_names = None  # bundle_conflicts() fills it once
 
     def path(self, rel):
         return os.path.join(self.root, rel)
@@ -1232,34 +1388,211 @@ def publisher_keys(bundle):
 
 
 def load_bundle(s, root, required=True):
+    """Read, validate (validate_manifest) and model manifest.json.  A manifest that cannot be
+    used is one Failure line (exit 1): the installer runs as root and the bundle is input."""
     root = os.path.abspath(root)
     path = os.path.join(root, "manifest.json")
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            data = handle.read(MANIFEST_MAX_BYTES + 1)
     except (IOError, OSError) as exc:
         if not required:
             return None
         raise Failure("cannot read %s: %s" % (path, exc.strerror or exc),
                       "run install.sh from the unpacked bundle folder (or pass --bundle DIR)")
+    damaged = "the bundle is damaged or was altered: copy it again from the source, or rebuild it"
+    if len(data) > MANIFEST_MAX_BYTES:
+        raise Failure("%s is larger than %s, which no airdock bundle's manifest is" % (
+            path, human_size(MANIFEST_MAX_BYTES)), damaged)
     try:
         manifest = json.loads(data.decode("utf-8"))
-    except ValueError as exc:
-        raise Failure("%s is not valid JSON (%s)" % (path, exc), "re-copy the bundle")
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: nested too deep to parse
+        raise Failure("%s is not valid JSON (%s)" % (path, one_line(str(exc))), damaged)
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise Failure("%s is not an airdock bundle manifest" % path, "re-copy the bundle")
-    version = manifest.get("format_version")
-    if version not in KNOWN_FORMAT_VERSIONS:
-        raise Failure("the bundle uses manifest format_version %r, this installer knows %s" % (
-            version, ", ".join(str(v) for v in KNOWN_FORMAT_VERSIONS)),
-            "use the install.sh that came in the same bundle, or rebuild the bundle")
     try:
-        bundle = Bundle(root, manifest, hashlib.sha256(data).hexdigest())
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise Failure("%s is incomplete (%s)" % (path, exc), "re-copy or rebuild the bundle")
+        check_format_version(manifest.get("format_version"))
+        validate_manifest(manifest)
+    except ManifestProblem as exc:
+        raise Failure("%s is malformed: %s" % (path, exc), damaged)
+    bundle = Bundle(root, manifest, hashlib.sha256(data).hexdigest())
     s.result["bundle"] = {"name": bundle.name, "docker_version": bundle.docker_version,
                           "arch": bundle.arch, "path": root}
     return bundle
+
+
+def check_format_version(version):
+    """An int this installer knows; a newer one means a newer airdock made the bundle."""
+    if not isinstance(version, INT_TYPES) or isinstance(version, bool):
+        raise ManifestProblem("format_version is %s, not an integer" % shown(version))
+    if version in KNOWN_FORMAT_VERSIONS:
+        return
+    knows = ", ".join(str(v) for v in KNOWN_FORMAT_VERSIONS)
+    if version > max(KNOWN_FORMAT_VERSIONS):
+        raise Failure("this bundle was made by a newer airdock (manifest format_version %d; this "
+                      "installer knows %s)" % (version, knows),
+                      "run the install.sh inside that bundle: each bundle carries its own "
+                      "installer")
+    raise Failure("the bundle's manifest has format_version %d, which no airdock writes (this "
+                  "installer knows %s)" % (version, knows),
+                  "the bundle is damaged or was altered: copy it again from the source")
+
+
+# What the manifest's strings must look like (the shapes rpm, yum, docker and the builder use,
+# as builder/names.py checks them): ASCII, no whitespace, no control character, no "/" in a
+# name; \Z, not $, so that a trailing newline does not slip through.
+NAME_RE = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]*\Z")
+VERSION_RE = re.compile(r"^[A-Za-z0-9._+~^]+\Z")
+FILE_NAME = r"[A-Za-z0-9_+][A-Za-z0-9._+~^-]*"
+BUNDLE_NAME_RE = re.compile("^" + FILE_NAME + r"\Z")
+RPM_FILE_RE = re.compile("^rpms/" + FILE_NAME + r"\.rpm\Z")
+IMAGE_FILE_RE = re.compile("^images/" + FILE_NAME + r"\.tar\Z")
+KEY_FILE_RE = re.compile("^keys/" + FILE_NAME + r"\.asc\Z")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+FINGERPRINT_RE = re.compile(r"^[0-9A-Fa-f]{40}\Z")
+KEY_ID_RE = re.compile(r"^[0-9A-Fa-f]{16}\Z")
+IMAGE_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*\Z")  # never an option (-...)
+TEXT_RE = re.compile(r"^[ -~]*\Z")  # printable ASCII: text that is only shown
+
+NAME_SHAPE = "a package name (letters, digits and ._+-)"
+VERSION_SHAPE = "an RPM version (letters, digits and ._+~^)"
+FILE_SHAPE = "a plain name (letters, digits and ._+~^-)"
+IN_FOLDER_SHAPE = "%s/<name>.%s with <name> " + FILE_SHAPE
+
+
+class ManifestProblem(Exception):
+    """What in manifest.json does not fit its schema (load_bundle makes it a Failure)."""
+
+
+def validate_manifest(manifest):
+    """Walk manifest.json's schema (docs/bundle-format.md) for everything the installer uses:
+    required keys, types, lists of objects, names, versions and file names of the shapes above,
+    known architectures, sizes and epochs as integers >= 0.  Raises ManifestProblem naming the
+    first thing that does not fit; keys the installer does not use are ignored."""
+    top = "the manifest"
+    text_field(manifest, "name", top, BUNDLE_NAME_RE, FILE_SHAPE, required=False)
+    text_field(manifest, "docker_version", top, VERSION_RE, VERSION_SHAPE)
+    target = object_field(manifest, "target", top)
+    arch = text_field(target, "arch", "target", None, "")
+    if arch not in KNOWN_ARCHES:
+        raise ManifestProblem("target.arch is %s, not an architecture this installer knows (%s)"
+                              % (shown(arch), ", ".join(KNOWN_ARCHES)))
+    for key in ("baseline", "closure"):  # shown in messages
+        text_field(target, key, "target", TEXT_RE, "printable text", required=False)
+    for index, name in enumerate(list_field(manifest, "requested", top, required=False)):
+        check_value(name, "requested[%d]" % index, NAME_RE, NAME_SHAPE)
+    for index, name in enumerate(list_field(manifest, "remove", top, required=False)):
+        check_value(name, "remove[%d]" % index, NAME_RE, NAME_SHAPE)
+    packages = list_field(manifest, "packages", top)
+    if not packages:
+        raise ManifestProblem("packages is empty: the bundle holds no RPM")
+    files = set()
+    for index, entry in enumerate(packages):
+        where = "packages[%d]" % index
+        expect(isinstance(entry, dict), where, entry, "an object")
+        name = text_field(entry, "name", where, NAME_RE, NAME_SHAPE)
+        where = "%s (%s)" % (where, name)
+        int_field(entry, "epoch", where)
+        text_field(entry, "version", where, VERSION_RE, VERSION_SHAPE)
+        text_field(entry, "release", where, VERSION_RE, VERSION_SHAPE.replace("version", "release"))
+        pkg_arch = text_field(entry, "arch", where, None, "")
+        expect(pkg_arch in (arch, "noarch"), where + ".arch", pkg_arch,
+               "%s or noarch (the bundle's target.arch)" % arch)
+        files.add(unique_file(entry, where, RPM_FILE_RE, IN_FOLDER_SHAPE % ("rpms", "rpm"), files))
+        int_field(entry, "size", where)
+        text_field(entry, "sha256", where, SHA256_RE, "64 lowercase hex digits")
+        if entry.get("signing_key") is not None:
+            text_field(entry, "signing_key", where, KEY_ID_RE, "a 16-hex-digit key ID")
+        if "requested" in entry:
+            expect(isinstance(entry["requested"], bool), where + ".requested", entry["requested"],
+                   "true or false")
+    for index, entry in enumerate(list_field(manifest, "keys", top)):
+        where = "keys[%d]" % index
+        expect(isinstance(entry, dict), where, entry, "an object")
+        files.add(unique_file(entry, where, KEY_FILE_RE, IN_FOLDER_SHAPE % ("keys", "asc"), files))
+        text_field(entry, "fingerprint", where, FINGERPRINT_RE, "a 40-hex-digit fingerprint")
+        for number, key_id in enumerate(list_field(entry, "key_ids", where, required=False)):
+            check_value(key_id, "%s.key_ids[%d]" % (where, number), KEY_ID_RE,
+                        "a 16-hex-digit key ID")
+    for index, entry in enumerate(list_field(manifest, "images", top, required=False)):
+        where = "images[%d]" % index
+        expect(isinstance(entry, dict), where, entry, "an object")
+        tag = text_field(entry, "repo_tag", where, IMAGE_REF_RE, "an image name:tag")
+        where = "%s (%s)" % (where, tag)
+        files.add(unique_file(entry, where, IMAGE_FILE_RE, IN_FOLDER_SHAPE % ("images", "tar"),
+                              files))
+        int_field(entry, "size", where)
+        text_field(entry, "sha256", where, SHA256_RE, "64 lowercase hex digits")
+        if entry.get("config_digest") is not None:
+            text_field(entry, "config_digest", where, IMAGE_ID_RE, "sha256:<64 lowercase hex>")
+
+
+def expect(ok, where, value, wanted):
+    if not ok:
+        raise ManifestProblem("%s is %s, not %s" % (where, shown(value), wanted))
+
+
+def check_value(value, where, pattern, wanted):
+    expect(isinstance(value, TEXT_TYPES) and 0 < len(value) <= 512 and
+           (pattern is None or pattern.match(value)), where, value, wanted or "a string")
+    return value
+
+
+def present(obj, key, where, required):
+    if key in obj:
+        return True
+    if required:
+        raise ManifestProblem("%s has no \"%s\"" % (where, key))
+    return False
+
+
+def text_field(obj, key, where, pattern, wanted, required=True):
+    if not present(obj, key, where, required):
+        return None
+    return check_value(obj[key], "%s.%s" % (where, key) if where != "the manifest" else key,
+                       pattern, wanted)
+
+
+def int_field(obj, key, where, required=True):
+    if not present(obj, key, where, required):
+        return None
+    value = obj[key]
+    expect(isinstance(value, INT_TYPES) and not isinstance(value, bool) and value >= 0,
+           "%s.%s" % (where, key), value, "an integer >= 0")
+    return value
+
+
+def list_field(obj, key, where, required=True):
+    if not present(obj, key, where, required):
+        return []
+    expect(isinstance(obj[key], list), key if where == "the manifest" else "%s.%s" % (where, key),
+           obj[key], "a list")
+    return obj[key]
+
+
+def object_field(obj, key, where):
+    present(obj, key, where, True)
+    expect(isinstance(obj[key], dict), key, obj[key], "an object")
+    return obj[key]
+
+
+def unique_file(entry, where, pattern, wanted, seen):
+    rel = text_field(entry, "file", where, pattern, wanted)
+    if rel in seen:
+        raise ManifestProblem("%s.file %s is listed twice" % (where, shown(rel)))
+    return rel
+
+
+def shown(value):
+    """A manifest value in a message: JSON (control characters escaped), cut short; lists and
+    objects only by their kind."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    text = json.dumps(value)
+    return text if len(text) <= 72 else text[:69] + "..."
 
 
 def verify_bundle_files(bundle):
@@ -1347,8 +1680,9 @@ def make_plan(s, bundle, host):
     plan.packages = bundle.packages
     names = [p.name for p in bundle.packages]
     conflict_names = bundle_conflicts(s, bundle)
-    candidates = set(OLD_DOCKER_PACKAGES) | set(KNOWN_CONFLICTS) | set(bundle.remove) | \
-        set(conflict_names)
+    # The manifest's remove list adds nothing here: check_remove_policy allows in it only
+    # names that are candidates anyway.
+    candidates = set(OLD_DOCKER_PACKAGES) | set(KNOWN_CONFLICTS) | set(conflict_names)
     candidates -= set(names)
     installed = host.installed(sorted(set(names) | candidates | set(["docker-ce"])))
     for pkg in bundle.packages:
@@ -1375,7 +1709,10 @@ def make_plan(s, bundle, host):
 
 
 def bundle_conflicts(s, bundle):
-    """Names the bundle's RPMs Conflict with or Obsolete (rpm -qp; read-only)."""
+    """Names the bundle's RPMs Conflict with or Obsolete (rpm -qp; read-only), asked once."""
+    if bundle.conflict_names is not None:
+        return bundle.conflict_names
+    bundle.conflict_names = []
     files = [p.path for p in bundle.packages if os.path.isfile(p.path)]
     if not files:
         return []
@@ -1387,7 +1724,8 @@ def bundle_conflicts(s, bundle):
         parts = line.split()
         if len(parts) == 2 and parts[0] in ("C", "O"):
             names.add(parts[1])
-    return sorted(names)
+    bundle.conflict_names = sorted(names)
+    return bundle.conflict_names
 
 
 def write_shell_script(s, plan):
@@ -1736,9 +2074,19 @@ def parse_yum_output(text):
 
 def yum_history_last_id(s):
     """The newest yum history ID, or None."""
+    return yum_history_newest(s)[0]
+
+
+def yum_history_newest(s):
+    """(newest yum history ID, None) or (None, why there is none)."""
     rc, out = s.run(["yum", "--disablerepo=*", "history", "list"], check=False, quiet=True)
     ids = [int(m) for m in re.findall(r"^\s*(\d+)\s+\|", out, re.M)]
-    return max(ids) if ids else None
+    if ids:
+        return max(ids), None
+    if rc != 0:
+        return None, "`yum history list` failed (exit %d): %s" % (rc, one_line(
+            last_error_line(out)))
+    return None, "`yum history list` lists no transaction"
 
 
 def last_error_line(text):
@@ -2034,12 +2382,16 @@ def signature_issuers(subpackets):
 def read_receipt(s):
     try:
         with open(RECEIPT, "rb") as handle:
-            return json.loads(handle.read().decode("utf-8"))
+            receipt = json.loads(handle.read().decode("utf-8"))
     except (IOError, OSError):
         return None
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         s.log("unreadable receipt %s: %s" % (RECEIPT, exc))
         return None
+    if not isinstance(receipt, dict) or not isinstance(receipt.get("transaction", {}), dict):
+        s.log("unreadable receipt %s: not an airdock receipt" % RECEIPT)
+        return None
+    return receipt
 
 
 def summarize_receipt(receipt):
@@ -2115,12 +2467,143 @@ def human_size(size):
     return "%.1f TiB" % size
 
 
+def one_line(text):
+    """Text on one line: control characters (a newline in a file's words) become spaces."""
+    return " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", text or "").split())
+
+
+def printable(text):
+    """Text from an untrusted file, for a message: anything but printable ASCII becomes ?."""
+    return re.sub(r"[^ -~]", "?", text or "")
+
+
 def short_digest(digest):
     return (digest or "").replace("sha256:", "")[:12]
 
 
 def utc_now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# =====================================================================================
+# the installer lock: one run changing the host at a time
+# =====================================================================================
+
+
+class InstallerLock(object):
+    """LOCK_FILE (/var/lib/airdock/lock), an flock(2) lock held for the whole run.
+
+    install and uninstall hold it exclusively.  check (and --dry-run, which changes nothing
+    either) holds it shared: checks may run side by side, but never beside an install or
+    uninstall - a check during a transaction would read a half-changed rpmdb and report it
+    as the host's state - and an install does not start under a running check.  status
+    takes no lock: it only reads, and shows a half state as what it is.
+
+    A run that cannot have the lock fails at once, changing nothing, with one line naming the
+    other run's pid (written into the file); it never waits.  The kernel drops the lock when
+    its process dies, even by SIGKILL.  The file exists only while held: the last holder
+    removes it (and /var/lib/airdock when it made that folder and it is still empty), and a
+    run that locked a file another run has just removed locks the new one instead.  Not root:
+    no lock (the root check fails anyway).  A filesystem that cannot lock: a warning, and the
+    run goes on unprotected.
+    """
+
+    def __init__(self, path=LOCK_FILE):
+        self.path = path
+        self.fd = None
+        self.made_folder = False
+
+    def acquire(self, s, exclusive):
+        if os.geteuid() != 0:
+            s.log("lock: not root, no lock taken")
+            return False
+        folder = os.path.dirname(self.path)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        for _ in range(50):
+            try:
+                if not os.path.isdir(folder):
+                    os.makedirs(folder, 0o755)
+                    self.made_folder = True
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except (IOError, OSError) as exc:
+                if exc.errno in (errno.ENOENT, errno.EEXIST):  # a finishing run tidied up
+                    continue
+                return self.unprotected(s, exc)
+            fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.fcntl(fd, fcntl.F_GETFD) | fcntl.FD_CLOEXEC)
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            except (IOError, OSError) as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                    os.close(fd)
+                    return self.unprotected(s, exc)
+                pid = self.holder(fd)
+                os.close(fd)
+                s.log("lock: %s is held by pid %s" % (self.path, pid or "?"))
+                raise Failure("another airdock installer%s is running" % (
+                    " (pid %d)" % pid if pid else ""), "wait for it to finish")
+            if self.is_current(fd):
+                self.fd = fd
+                self.write_pid(exclusive)
+                s.log("lock: %s held %s" % (self.path, "exclusively" if exclusive else "shared"))
+                return True
+            os.close(fd)  # locked a file a finishing run had just removed: lock the new one
+        return self.unprotected(s, OSError("the lock file kept being replaced"))
+
+    def unprotected(self, s, exc):
+        s.say("warning: cannot lock %s (%s): nothing stops a second installer run meanwhile" % (
+            self.path, getattr(exc, "strerror", None) or exc))
+        return False
+
+    def is_current(self, fd):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        mine = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def write_pid(self, exclusive):
+        try:
+            if exclusive:
+                os.ftruncate(self.fd, 0)
+            elif os.fstat(self.fd).st_size:
+                return  # another check's pid is there; either names a running installer
+            os.lseek(self.fd, 0, 0)
+            os.write(self.fd, ("%d\n" % os.getpid()).encode("ascii"))
+        except OSError:
+            pass
+
+    def holder(self, fd):
+        """The pid in the lock file (its holder may not have written it yet: wait a little)."""
+        for _ in range(20):
+            try:
+                os.lseek(fd, 0, 0)
+                match = re.match(r"^\s*([0-9]{1,9})\s", to_text(os.read(fd, 64)) or "")
+            except OSError:
+                match = None
+            if match:
+                return int(match.group(1))
+            time.sleep(0.05)
+        return None
+
+    def release(self):
+        if self.fd is None:
+            return
+        try:
+            # Remove the file only when no other run holds it (a shared holder, or one that
+            # got in between): an exclusive lock we can take now says so.
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self.is_current(self.fd):
+                os.unlink(self.path)
+        except (IOError, OSError):
+            pass
+        os.close(self.fd)
+        self.fd = None
+        if self.made_folder:
+            try:
+                os.rmdir(os.path.dirname(self.path))  # only when still empty
+            except OSError:
+                pass
 
 
 # =====================================================================================
@@ -2152,6 +2635,7 @@ class Session(object):
         self.result = {"command": args.command, "dry_run": self.dry_run, "ok": False,
                        "installer_version": VERSION}
         self.cleanup = []
+        self.lock = None
         self.log_path = args.log
         self.log_error = None
         self._log = None
@@ -2198,6 +2682,8 @@ class Session(object):
         self._write(sys.stderr, line)
 
     def finish(self, code):
+        if self.lock:
+            self.lock.release()
         for path in self.cleanup:
             try:
                 os.remove(path)

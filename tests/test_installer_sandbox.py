@@ -290,8 +290,9 @@ def test_check_json_and_the_wrapper(sandbox, installer_bundles):
     assert result["ok"] is True and result["command"] == "check"
     statuses = {c["name"]: c["status"] for c in result["checks"]}
     assert list(statuses) == ["root", "os", "kernel", "arch", "tools", "space", "filesystem",
-                              "selinux", "checksums", "trust", "signatures", "conflicts",
-                              "docker-ce", "transaction"]  # fmt: skip
+                              "selinux", "checksums", "trust", "signatures", "headers",
+                              "remove-list", "conflicts", "docker-ce", "transaction"]  # fmt: skip
+    assert statuses["headers"] == statuses["remove-list"] == "pass"
     assert statuses["conflicts"] == "warn" and statuses["transaction"] == "pass"
     # fixture keys are not the pinned vendor keys: the trusted publisher vouches for them
     assert statuses["trust"] == "pass" and statuses["signatures"] == "pass"
@@ -390,3 +391,222 @@ def test_purge_refuses_while_something_is_mounted_inside(sandbox, installer_bund
     assert "nothing deleted" in line
     assert (sb.var_lib / "docker" / "volumes" / "v").is_dir()
     assert (sb.var_lib / "containerd").is_dir()
+
+
+# ------------------------------------------------------------------ the bundle is untrusted input
+
+
+def _docker_ce_entry(manifest: dict) -> dict:
+    return next(p for p in manifest["packages"] if p["name"] == "docker-ce")
+
+
+MALFORMED_MANIFESTS = {
+    # case: (edit of manifest.json, words in the one stderr line)
+    "format_version-a-string": (lambda m: m.update(format_version="1"),
+                                ['format_version is "1", not an integer']),
+    "format_version-99": (lambda m: m.update(format_version=99),
+                          ["this bundle was made by a newer airdock (manifest format_version 99; "
+                           "this installer knows 1)", "run the install.sh inside that bundle"]),
+    "packages-not-a-list": (lambda m: m.update(packages={"docker-ce": m["packages"][0]}),
+                            ["packages is an object, not a list"]),
+    "name-with-a-space": (lambda m: _docker_ce_entry(m).update(name="a b"),
+                          ['.name is "a b", not a package name']),
+    "name-with-a-newline": (lambda m: _docker_ce_entry(m).update(name="docker-ce\n"),
+                            ['.name is "docker-ce\\n", not a package name']),
+    "file-outside-the-bundle": (lambda m: _docker_ce_entry(m).update(file="../../etc/passwd"),
+                                ['(docker-ce).file is "../../etc/passwd", not rpms/<']),
+    "epoch-negative": (lambda m: _docker_ce_entry(m).update(epoch=-1),
+                       ["(docker-ce).epoch is -1, not an integer >= 0"]),
+    "epoch-a-string": (lambda m: _docker_ce_entry(m).update(epoch="3"),
+                       ['(docker-ce).epoch is "3", not an integer >= 0']),
+    "package-not-an-object": (lambda m: m["packages"].append(["docker-ce"]),
+                              ["is a list, not an object"]),
+    "image-tag-like-an-option": (
+        lambda m: m.update(images=[{"repo_tag": "--privileged", "file": "images/x.tar",
+                                    "size": 1, "sha256": "0" * 64}]),
+        ['images[0].repo_tag is "--privileged", not an image name:tag']),
+    "not-json": (None, ["manifest.json is not valid JSON"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_MANIFESTS))
+def test_malformed_manifest_is_one_line_and_changes_nothing(
+    case, sandbox, installer_bundles, bundle_copy
+):
+    """Resealed into SHA256SUMS (as an attacker would): one `airdock:` line naming what is
+    wrong, exit 1 (never 70, never a traceback), on every interpreter, nothing changed."""
+    edit, words = MALFORMED_MANIFESTS[case]
+    sb = sandbox(root="old-docker")
+    before = sb.snapshot()
+    bundle = bundle_copy(installer_bundles["26.1.4"])
+    if edit is None:
+        (bundle / "manifest.json").write_text('{"format": "airdock-bundle", "format_version": 1,')
+        rewrite_sha256sums(bundle)
+    else:
+        edit_manifest(bundle, edit)
+    for label in INSTALLER_PYTHONS:
+        for command in ("check", "install", "status"):
+            proc = sb.installer(bundle, command, "--yes", python=installer_python(label))
+            assert proc.returncode == 1, (label, command, proc.stdout, proc.stderr)
+            one_line_error(proc, *words)
+            assert proc.stdout == ""
+    assert sb.snapshot() == before
+
+
+def bundle_rpm(bundle, name: str):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    entry = next(p for p in manifest["packages"] if p["name"] == name)
+    return bundle / entry["file"]
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_manifest_that_lies_about_an_rpm_is_refused_before_the_transaction(
+    label, sandbox, installer_bundles, bundle_copy
+):
+    """docker-ce's entry says 26.1.4, the file (genuine, signed, resealed into manifest.json
+    and SHA256SUMS) is 25.0.5's RPM: the header check names both before anything changes.
+    (Before it, the transaction installed 25.0.5, then failed and wrote no receipt.)"""
+    sb = sandbox(root="old-docker")
+    before = sb.snapshot()
+    bundle = bundle_copy(installer_bundles["26.1.4"])
+    rpm = bundle_rpm(bundle, "docker-ce")
+    rpm.write_bytes(bundle_rpm(installer_bundles["25.0.5"], "docker-ce").read_bytes())
+    reseal_file(bundle, rpm)
+    python = installer_python(label)
+    for command in ("check", "install"):
+        proc = sb.installer(bundle, command, "--yes", python=python)
+        assert proc.returncode == 1
+        one_line_error(proc, "preflight failed: headers:",
+                       f"rpms/{rpm.name} holds docker-ce-3:25.0.5-1.el7.x86_64 (its RPM header)",
+                       "the manifest says docker-ce-3:26.1.4-1.el7.x86_64",
+                       "copy the bundle again")  # fmt: skip
+        assert "[pass] checksums" in proc.stdout and "[warn] signatures" in proc.stdout
+        assert "[skip] transaction  the manifest does not describe the bundle's RPMs" \
+            in proc.stdout  # fmt: skip
+    assert sb.snapshot() == before
+    assert not sb.receipt.exists()
+
+
+def test_remove_list_outside_the_policy_is_refused(sandbox, installer_bundles, bundle_copy):
+    """The manifest may only remove the old docker packages and what the bundle's RPMs conflict
+    with or obsolete; openssh-server (not installed) and bash (installed) are named, and
+    neither ever reaches the plan or the yum test transaction."""
+    sb = sandbox(root="old-docker")
+    before = sb.snapshot()
+    bundle = bundle_copy(installer_bundles["26.1.4"])
+    edit_manifest(bundle, lambda m: m["remove"].extend(["openssh-server", "bash"]))
+    for python in (installer_python("2.7"), installer_python("current")):
+        proc = sb.installer(bundle, "install", "--yes", python=python)
+        assert proc.returncode == 1
+        one_line_error(
+            proc,
+            "preflight failed: remove-list:",
+            "the manifest asks to remove openssh-server, bash: not old docker "
+            "packages, and no RPM of the bundle conflicts with or obsoletes them",
+        )
+        conflicts = next(ln for ln in proc.stdout.splitlines() if "] conflicts" in ln)
+        assert "docker-common" in conflicts and "bash" not in conflicts
+        assert "[pass] transaction" in proc.stdout  # the test transaction removes no bash
+    assert sb.snapshot() == before
+
+
+# ------------------------------------------------------------------ one installer at a time
+
+
+def hold_lock(sb, mode: int):
+    """Take /var/lib/airdock/lock from the test process (the sandbox binds /var/lib)."""
+    import fcntl
+    import os
+
+    path = sb.var_lib / "airdock" / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_a_held_lock_stops_install_check_and_uninstall(label, sandbox, installer_bundles):
+    import fcntl
+    import os
+
+    sb = sandbox(root="old-docker")
+    fd = hold_lock(sb, fcntl.LOCK_EX)
+    try:
+        before = sb.snapshot()
+        python = installer_python(label)
+        for args in (["install", "--yes"], ["check"], ["uninstall", "--yes"],
+                     ["install", "--dry-run"]):  # fmt: skip
+            proc = sb.installer(installer_bundles["26.1.4"], *args, python=python)
+            assert proc.returncode == 1
+            one_line_error(proc, f"another airdock installer (pid {os.getpid()}) is running; "
+                           "wait for it to finish")  # fmt: skip
+            assert proc.stdout == ""
+        status = sb.installer(installer_bundles["26.1.4"], "status", python=python)
+        assert status.returncode == 0 and status.stderr == ""  # status only reads: no lock
+        assert sb.snapshot() == before
+    finally:
+        os.close(fd)
+
+
+def test_checks_share_the_lock_and_an_install_waits_for_none(sandbox, installer_bundles):
+    """A check holds the lock shared: another check runs beside it, an install does not."""
+    import fcntl
+    import os
+
+    sb = sandbox()
+    fd = hold_lock(sb, fcntl.LOCK_SH)
+    try:
+        check = sb.installer(installer_bundles["26.1.4"], "check")
+        assert check.returncode == 0, check.stdout + check.stderr
+        install = sb.installer(installer_bundles["26.1.4"], "install", "--yes")
+        one_line_error(install, f"another airdock installer (pid {os.getpid()}) is running")
+        assert "docker-ce" not in " ".join(sb.rpm_qa())
+        assert (sb.var_lib / "airdock" / "lock").exists()  # still ours: the check left it
+    finally:
+        os.close(fd)
+
+
+def test_a_second_installer_is_refused_while_the_first_waits_at_its_prompt(
+    sandbox, installer_bundles
+):
+    """Two real runs: the first holds the lock while it asks "Proceed?" on a terminal; the
+    second fails at once naming the first one's pid; the first, answered "n", changes nothing
+    and leaves no lock file behind."""
+    import os
+    import pty
+    import select
+    import time
+
+    sb = sandbox(root="old-docker")
+    before = sb.snapshot()
+    bundle = installer_bundles["26.1.4"]
+    master, slave = pty.openpty()
+    first = subprocess.Popen(
+        sb.command([installer_python("2.7"), bundle / "airdock_install.py", "install"]),
+        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        shown, deadline = b"", time.time() + 120
+        while b"Proceed? [y/N]" not in shown and first.poll() is None:
+            assert time.time() < deadline, shown.decode()
+            if select.select([first.stdout], [], [], 1)[0]:
+                shown += os.read(first.stdout.fileno(), 65536)
+        assert b"Proceed? [y/N]" in shown, shown.decode()
+        second = sb.installer(bundle, "install", "--yes", python=installer_python("3.6"))
+        line = one_line_error(second, "another airdock installer (pid ", ") is running; wait for "
+                              "it to finish")  # fmt: skip
+        pid = int(line.split("(pid ")[1].split(")")[0])
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            assert b"airdock_install.py\0install" in handle.read()
+        os.write(master, b"n\n")
+        out, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        os.close(master)
+        os.close(slave)
+    assert first.returncode == 1 and b"cancelled at the prompt" in shown + out
+    assert sb.snapshot() == before
+    assert not (sb.var_lib / "airdock" / "lock").exists()

@@ -98,9 +98,12 @@ def test_install_rerun_status_uninstall_purge(label, sandbox, image_bundles):
     assert not set(OLD_DOCKER) & left
     assert sb.history_count() == history + 2
     assert {a for a in sb.last_transaction().values()} == {"remove"}
-    assert names(before_packages) - left == set(json.loads(
-        (next((sb.var_lib / "airdock").glob("receipt.uninstalled-*.json"))).read_text()
-    )["managed_packages"])  # fmt: skip
+    retired = json.loads(
+        next((sb.var_lib / "airdock").glob("receipt.uninstalled-*.json")).read_text()
+    )
+    assert names(before_packages) - left == set(retired["managed_packages"])
+    assert retired["uninstall_transaction"]["id"] == history + 2  # the removal's own ID
+    assert f"packages removed (yum transaction {history + 2})" in gone.stdout
     assert not sb.receipt.exists()
     assert any((sb.var_lib / "docker").iterdir()) and any((sb.var_lib / "containerd").iterdir())
     assert "kept /var/lib/docker" in gone.stdout
@@ -161,10 +164,17 @@ def test_service_that_cannot_start_prints_its_log(sandbox, image_bundles):
     assert "last lines of the docker service log" in proc.stdout
     assert "storage-driver" in proc.stdout  # dockerd's own complaint, from the unit's log
     assert "docker-ce" in names(sb.rpm_qa())  # packages stay installed
+    # ... and on record: the receipt names the transaction (uninstall goes by it)
+    receipt = json.loads(sb.receipt.read_text())
+    assert receipt["complete"] is False and receipt["transaction"]["id"] == sb.history_count()
+    assert "docker-ce" in receipt["managed_packages"]
     daemon_json.unlink()
     rerun = ok(sb.installer(image_bundles["26.1.4"], "install", "--yes"))
     assert "packages: already installed, no transaction" in rerun.stdout
     assert GREETING in rerun.stdout
+    receipt = json.loads(sb.receipt.read_text())
+    assert receipt["complete"] is True and receipt["transaction"]["id"] == sb.history_count()
+    assert receipt["previous"] == []
 
 
 def test_no_start_then_uninstall_without_the_bundle(sandbox, image_bundles):
