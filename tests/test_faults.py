@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from builder.bundle import name_lock
 from builder.cli import app
@@ -39,7 +38,7 @@ from tests.rig import mirror as rig
 from tests.rig.fixtures_mirror import builder_mirror_args
 from tests.rig.httpserver import MirrorServer
 from tests.rig.repoedit import edit_package, hardlinked_copy
-from tests.rig.tools import IN_CI, run
+from tests.rig.tools import IN_CI, cli_runner, combined_output, run
 from tests.test_build import airdock, build
 
 # Short waits for hostile servers: one retry, a 3 s rate window.
@@ -379,7 +378,7 @@ SPLIT_KIB = 1024
 
 
 def _split_cli(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return cli_runner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def _split_sha256(path: Path) -> str:
@@ -417,9 +416,10 @@ def _split_bash_glob(folder: Path, pattern: str) -> list[str]:
 
 
 def _split_error_line(result) -> str:
-    assert result.exit_code != 0, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    text = combined_output(result)
+    assert result.exit_code != 0, text
+    lines = [ln for ln in text.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in text, text
     return lines[0]
 
 

@@ -68,3 +68,23 @@ def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def cli_runner():
+    """A typer/click CliRunner whose result has stdout and stderr apart on every click: 8.2+
+    always separates them; 8.1 (the Python 3.9 venv) needs ``mix_stderr=False``."""
+    from typer.testing import CliRunner
+
+    try:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    except TypeError:
+        return CliRunner()
+
+
+def combined_output(result) -> str:
+    """stdout and stderr of a cli_runner() result (8.2's ``output`` already has both)."""
+    try:
+        err = result.stderr
+    except ValueError:  # mixed: output has it all
+        return result.output
+    return result.output if err in result.output else result.output + err
