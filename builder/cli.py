@@ -9,13 +9,12 @@ Tracebacks are shown only with ``--debug``.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Optional, TypeVar
 
 import typer
 from tqdm import tqdm
@@ -35,21 +34,21 @@ from .mirrors import (
 )
 from .names import one_line
 from .plan import (
-    CLOSURES,
     DEFAULT_IMAGES,
     DEFAULT_PACKAGES,
     BuildOptions,
     Plan,
     Reporter,
+    default_cache_dir,
+    existing_file,
     list_versions,
     make_plan,
 )
 from .release import release, release_rows
-from .signing import load_signer
 from .split import fat32_warning, parse_size, resplit
 
 if TYPE_CHECKING:
-    from .images import RegistryOptions
+    pass
 
 app = typer.Typer(
     add_completion=False,
@@ -61,11 +60,6 @@ app = typer.Typer(
 
 T = TypeVar("T")
 DEBUG = False
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "airdock"
 
 
 class ConsoleReporter(Reporter):
@@ -250,34 +244,8 @@ OPT_NO_WAIT = typer.Option(
 )
 
 
-def _options(chain: MirrorChain, given: dict[str, Any], arch: str) -> BuildOptions:
-    """Checked BuildOptions from the option values a command received (its ``locals()``).
-
-    ``build`` and ``release`` share these options; reading them by name keeps one
-    conversion for both instead of two copies of a seventeen-argument call.
-    """
-    if given["jobs"] < 1:
-        raise UsageError(f"--jobs {given['jobs']} must be at least 1")
-    if given["closure"] not in CLOSURES:
-        raise UsageError(f"--closure {given['closure']!r} is not known; use minimal or full")
-    return BuildOptions(
-        mirror=chain,
-        output=given["output"],
-        cache_dir=given["cache_dir"] or default_cache_dir(),
-        arch=check_arch(arch),
-        channel=check_channel(given["channel"]),
-        docker_version=given["docker_version"],
-        packages=tuple(given["package"] or DEFAULT_PACKAGES),
-        closure=given["closure"],
-        jobs=given["jobs"],
-        gpg_keys=[_existing_file(k, "--gpg-key") for k in given["gpg_key"] or []],
-        images=() if given["no_images"] else tuple(given["image"] or DEFAULT_IMAGES),
-        registry_options=_registry_options(given["registry_mirror"], given["registry_user"]),
-        allow_mirror_drift=given["allow_mirror_drift"],
-        split_size=_part_size(given["split_size"], "--split-size") if given["split_size"] else None,
-        wait=not given["no_wait"],
-        signer=load_signer(given["sign_key"]) if given["sign_key"] else None,
-    )
+def _warn(message: str) -> None:
+    typer.echo(message, err=True)
 
 
 def _part_size(text: str, option: str) -> int:
@@ -358,12 +326,31 @@ def build_cmd(
     as_json: bool = OPT_JSON,
 ) -> None:
     """Resolve, download and verify Docker CE for CentOS 7 into a checksummed bundle."""
-    given = dict(locals())
 
     def body() -> None:
         reporter = ConsoleReporter(quiet=as_json)
         downloader = make_downloader(cache_dir, reporter, timeout, retries)
-        opts = _options(_chain(mirror, os_mirror, repo_file, channel, downloader), given, arch)
+        opts = BuildOptions.from_cli(
+            mirror=_chain(mirror, os_mirror, repo_file, channel, downloader),
+            output=output,
+            cache_dir=cache_dir,
+            arch=arch,
+            channel=channel,
+            docker_version=docker_version,
+            packages=package,
+            closure=closure,
+            jobs=jobs,
+            gpg_keys=gpg_key,
+            images=image,
+            no_images=no_images,
+            registry_mirror=registry_mirror,
+            registry_user=registry_user,
+            allow_mirror_drift=allow_mirror_drift,
+            split_size=split_size,
+            no_wait=no_wait,
+            sign_key=sign_key,
+            warn=_warn,
+        )
         if dry_run:
             with tempfile.TemporaryDirectory(prefix="airdock-plan-") as tmp:
                 plan = make_plan(opts, downloader, Path(tmp), reporter)
@@ -440,14 +427,33 @@ def release_cmd(
     as_json: bool = OPT_JSON,
 ) -> None:
     """Build one reproducible bundle per (mirror, arch) and write RELEASES.json/.md."""
-    given = dict(locals())
 
     def body() -> None:
         reporter = ConsoleReporter(quiet=as_json)
         downloader = make_downloader(cache_dir, reporter, timeout, retries)
         for a in arch:
             check_arch(a)
-        base = _options(resolve_chain(mirror[0], os_mirror), given, arch[0])
+        base = BuildOptions.from_cli(
+            mirror=resolve_chain(mirror[0], os_mirror),
+            output=output,
+            cache_dir=cache_dir,
+            arch=arch[0],
+            channel=channel,
+            docker_version=docker_version,
+            packages=package,
+            closure=closure,
+            jobs=jobs,
+            gpg_keys=gpg_key,
+            images=image,
+            no_images=no_images,
+            registry_mirror=registry_mirror,
+            registry_user=registry_user,
+            allow_mirror_drift=allow_mirror_drift,
+            split_size=split_size,
+            no_wait=no_wait,
+            sign_key=sign_key,
+            warn=_warn,
+        )
         entries = release(base, mirror, arch, os_mirror, downloader, reporter)
         rows = release_rows(entries)
         if as_json:
@@ -520,7 +526,7 @@ def verify_cmd(
     from .verify import verify_path
 
     def body() -> None:
-        report = verify_path(path, [_existing_file(str(k), "--key") for k in key or []])
+        report = verify_path(path, [existing_file(str(k), "--key") for k in key or []])
         if as_json:
             typer.echo(json.dumps(report.as_dict(), indent=2, sort_keys=True))
         else:
@@ -532,27 +538,6 @@ def verify_cmd(
             raise typer.Exit(1)
 
     run(body)
-
-
-def _existing_file(value: str, option: str) -> Path:
-    path = Path(value)
-    if not path.is_file():
-        raise UsageError(f"{option} {value}: no such file; give the path of a public key file")
-    return path
-
-
-def _registry_options(registry_mirror: str | None, user: str | None) -> RegistryOptions | None:
-    if registry_mirror is None and user is None:
-        return None
-    from .images import RegistryOptions
-
-    password = os.environ.get("AIRDOCK_REGISTRY_PASSWORD")
-    if user and not password:
-        raise UsageError(
-            "--registry-user needs the password in the environment variable "
-            "AIRDOCK_REGISTRY_PASSWORD"
-        )
-    return RegistryOptions(registry_mirror=registry_mirror, username=user, password=password)
 
 
 def _print_plan(plan: Plan, as_json: bool) -> None:

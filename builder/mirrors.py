@@ -53,9 +53,6 @@ class Mirror:
         alt = "altarch/" if arch != "x86_64" else ""
         return f"{self.os}/{alt}{CENTOS_RELEASE}/{repo}/{arch}/"
 
-    def repo_file_url(self) -> str:
-        return f"{self.docker_ce}/linux/centos/docker-ce.repo"
-
 
 @dataclass(frozen=True)
 class MirrorChain:

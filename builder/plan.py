@@ -9,7 +9,7 @@ before anything is fetched. :mod:`builder.bundle` then carries a plan out.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .consistency import chain_drift, raise_on_drift
 from .download import Downloader
 from .errors import AirdockError, UsageError
-from .mirrors import CENTOS_RELEASE, MirrorChain
+from .mirrors import CENTOS_RELEASE, CENTOS_REPOS, MirrorChain
 from .repodata import Repo, core_group, fetch_records, fetch_repo, group_record
 from .resolve import Package, Solver, check_version
 
@@ -55,6 +55,92 @@ class BuildOptions:
     wait: bool = True  # for another build of the same name; else fail at once (--no-wait)
     signer: Signer | None = None  # --sign-key: signs SHA256SUMS and the tarball's .sha256
 
+    @classmethod
+    def from_cli(
+        cls,
+        *,
+        mirror: MirrorChain,
+        output: Path,
+        cache_dir: Path | None,
+        arch: str,
+        channel: str,
+        docker_version: str | None,
+        packages: Sequence[str] | None,
+        closure: str,
+        jobs: int,
+        gpg_keys: Sequence[str] | None,
+        images: Sequence[str] | None,
+        no_images: bool,
+        registry_mirror: str | None,
+        registry_user: str | None,
+        allow_mirror_drift: bool,
+        split_size: str | None,
+        no_wait: bool,
+        sign_key: str | None,
+        warn: Callable[[str], None],
+    ) -> BuildOptions:
+        """Checked options from the command line's values, each named (build and release
+        share them); ``warn`` prints what is allowed but worth saying (FAT32 part sizes)."""
+        from .mirrors import check_arch, check_channel
+        from .signing import load_signer
+        from .split import fat32_warning, parse_size
+
+        if jobs < 1:
+            raise UsageError(f"--jobs {jobs} must be at least 1")
+        if closure not in CLOSURES:
+            raise UsageError(f"--closure {closure!r} is not known; use minimal or full")
+        part_size = None
+        if split_size:
+            part_size = parse_size(split_size, "--split-size")
+            warning = fat32_warning(part_size, "--split-size", split_size)
+            if warning:
+                warn(warning)
+        return cls(
+            mirror=mirror,
+            output=output,
+            cache_dir=cache_dir or default_cache_dir(),
+            arch=check_arch(arch),
+            channel=check_channel(channel),
+            docker_version=docker_version,
+            packages=tuple(packages or DEFAULT_PACKAGES),
+            closure=closure,
+            jobs=jobs,
+            gpg_keys=[existing_file(k, "--gpg-key") for k in gpg_keys or []],
+            images=() if no_images else tuple(images or DEFAULT_IMAGES),
+            registry_options=registry_options(registry_mirror, registry_user),
+            allow_mirror_drift=allow_mirror_drift,
+            split_size=part_size,
+            wait=not no_wait,
+            signer=load_signer(sign_key) if sign_key else None,
+        )
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "airdock"
+
+
+def existing_file(value: str, option: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise UsageError(f"{option} {value}: no such file; give the path of a public key file")
+    return path
+
+
+def registry_options(registry_mirror: str | None, user: str | None) -> RegistryOptions | None:
+    """--registry-mirror and --registry-user (password from AIRDOCK_REGISTRY_PASSWORD)."""
+    if registry_mirror is None and user is None:
+        return None
+    from .images import RegistryOptions
+
+    password = os.environ.get("AIRDOCK_REGISTRY_PASSWORD")
+    if user and not password:
+        raise UsageError(
+            "--registry-user needs the password in the environment variable "
+            "AIRDOCK_REGISTRY_PASSWORD"
+        )
+    return RegistryOptions(registry_mirror=registry_mirror, username=user, password=password)
+
 
 @dataclass
 class Plan:
@@ -65,7 +151,6 @@ class Plan:
     baseline: list[str]
     packages: list[Package]
     docker_repo: str
-    available_versions: list[str] = field(default_factory=list)
     images: list[ResolvedImage] = field(default_factory=list)
     pinned_keys: list[PinnedKey] = field(default_factory=list)
 
@@ -150,7 +235,7 @@ def make_plan(
     first = opts.mirror.first
     reporter.step(f"reading metadata from {first.docker_ce} and {first.os}")
     repos = [fetch_docker_repo(opts, downloader, workdir)]
-    for name in ("os", "extras", "updates"):
+    for name in CENTOS_REPOS:
         urls = opts.mirror.centos_repo_urls(name, opts.arch)
         repos.append(fetch_repo(downloader, f"centos-{name}", urls, workdir))
     os_repo = repos[1]
@@ -200,7 +285,6 @@ def make_plan(
         baseline,
         packages,
         docker_repo,
-        versions,
         images=plan_images(opts, downloader, reporter),
         pinned_keys=pinned,
     )

@@ -1649,7 +1649,6 @@ class Plan(object):
         self.install = []       # Package: not installed yet
         self.upgrade = []       # (Package, installed EVR string)
         self.present = []       # Package: this EVR is installed
-        self.newer = []         # (Package, installed EVR string): the host's is newer; left alone
         self.downgrade = []     # like newer, for docker's own packages: refused
         self.remove = []        # installed NEVRAs that conflict
         self.extra_removals = []  # what yum adds to the removals (dependents), from the test run
@@ -1698,8 +1697,7 @@ def make_plan(s, bundle, host):
             plan.present.append(pkg)
         elif pkg.name in DOCKER_PACKAGES:
             plan.downgrade.append((pkg, evr_string(current)))
-        else:
-            plan.newer.append((pkg, evr_string(current)))
+        # else: a dependency the host already has in a newer version: left alone
     for name in sorted(candidates):
         for evr in installed.get(name, []):
             plan.remove.append(nevra_string(name, evr))
@@ -1736,7 +1734,7 @@ def write_shell_script(s, plan):
     if paths:
         lines.append("install " + " ".join(shell_quote(p) for p in paths))
     if plan.remove:
-        lines.append("remove " + " ".join(shell_quote(nevra_name_version(n)) for n in plan.remove))
+        lines.append("remove " + " ".join(shell_quote(nevra_nvra(n)) for n in plan.remove))
     lines.append("run")
     handle, path = tempfile.mkstemp(prefix="airdock-yum-", suffix=".txt")
     os.write(handle, ("\n".join(lines) + "\n").encode("utf-8"))
@@ -2204,10 +2202,6 @@ def nevra_nvra(nevra):
     """name-version-release.arch (what rpm -e and yum accept on every version)."""
     name, _, version, release, arch = split_nevra(nevra)
     return "%s-%s-%s.%s" % (name, version, release, arch) if version else nevra
-
-
-def nevra_name_version(nevra):
-    return nevra_nvra(nevra)
 
 
 # =====================================================================================
