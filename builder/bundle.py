@@ -19,6 +19,7 @@ mirror state the bundle reflects). Same mirror state in, same bytes out.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -31,6 +32,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .download import Download, Downloader, file_digest
@@ -52,6 +54,9 @@ from .resolve import Package
 from .rpmverify import VENDOR_FINGERPRINTS, Keyring, verify_rpm
 from .sbom import write_sbom
 from .signing import Signer
+
+if TYPE_CHECKING:
+    from .images import ResolvedImage
 from .split import PartWriter, finish_split
 from .tarutil import add_tree, open_tar_gz, write_tar_gz
 
@@ -155,6 +160,10 @@ def holding_name(output: Path, name: str, wait: bool, on_wait: Notify) -> Iterat
         lock.release()
 
 
+def _rmtree(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def work_lock_path(folder: Path) -> Path:
     return folder.with_name(folder.name + LOCK_SUFFIX)
 
@@ -198,9 +207,7 @@ def remove_stale_work(output: Path) -> list[Path]:
     for folder in sorted(output.glob(f"{glob.escape(WORK_PREFIX)}*")):
         if folder.name.endswith(LOCK_SUFFIX) or folder.is_symlink() or not folder.is_dir():
             continue
-        gone = remove_if_free(
-            work_lock_path(folder), lambda f=folder: shutil.rmtree(f, ignore_errors=True)
-        )
+        gone = remove_if_free(work_lock_path(folder), functools.partial(_rmtree, folder))
         if gone and not folder.exists():
             removed.append(folder)
     for lock in output.glob(f".airdock-*{LOCK_SUFFIX}"):
@@ -305,7 +312,11 @@ def key_file_name(path: Path) -> str:
 
 
 def pull_images(
-    opts: BuildOptions, resolved: list, staging: Path, workdir: Path, reporter: Reporter
+    opts: BuildOptions,
+    resolved: list[ResolvedImage],
+    staging: Path,
+    workdir: Path,
+    reporter: Reporter,
 ) -> list[ManifestImage]:
     if not resolved:
         return []
@@ -313,6 +324,16 @@ def pull_images(
 
     reporter.step(f"pulling {len(resolved)} image(s) for {opts.arch}")
     return fetch_images(resolved, opts.arch, staging, workdir / "images", jobs=opts.jobs)
+
+
+def stamp_version(installer: Path, version: str) -> None:
+    """The builder's version (pyproject's, the one source) into the installer's VERSION."""
+    text = installer.read_text(encoding="utf-8")
+    stamped, count = re.subn(r'^VERSION = "[^"\n]*"', f'VERSION = "{version}"', text, count=1,
+                             flags=re.M)  # fmt: skip
+    if count != 1:
+        raise AirdockError(f"{installer} has no VERSION line to stamp; reinstall airdock")
+    installer.write_text(stamped, encoding="utf-8")
 
 
 def copy_installer(staging: Path) -> FileRef:
@@ -324,6 +345,7 @@ def copy_installer(staging: Path) -> FileRef:
         )
     for name in INSTALLER_FILES:
         shutil.copyfile(INSTALLER_DIR / name, staging / name)
+    stamp_version(staging / "airdock_install.py", __version__)
     (staging / "install.sh").chmod(0o755)
     (staging / "airdock_install.py").chmod(0o755)
     return FileRef(
@@ -388,7 +410,7 @@ def make_manifest(
     )
 
 
-def write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
@@ -425,7 +447,7 @@ def write_tarball(
         artifacts, parts = [workdir / name], []
     else:
         with PartWriter(workdir / name, split_size) as writer:
-            gz, tar = open_tar_gz(writer)
+            gz, tar = open_tar_gz(writer)  # type: ignore[arg-type]  # a write-only file
             with gz, tar:
                 add_tree(tar, staging, plan.name, plan.created)
         digest = writer.total.hexdigest()

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
 from tqdm import tqdm
@@ -381,7 +381,7 @@ def build_cmd(
     run(body)
 
 
-def _summary(result: BuildResult, mirror: str, arch: str) -> dict:
+def _summary(result: BuildResult, mirror: str, arch: str) -> dict[str, Any]:
     return {
         "bundle": str(result.folder),
         "tarball": str(result.tarball),

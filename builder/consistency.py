@@ -10,7 +10,7 @@ downloads are then verified against the digests checked here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ def image_drift(images: Mapping[str, Iterable[Mapping[str, Any]]]) -> list[str]:
     return problems
 
 
-def raise_on_drift(problems: list[str], allow: bool, warn) -> None:
+def raise_on_drift(problems: list[str], allow: bool, warn: Callable[[str], None]) -> None:
     if not problems:
         return
     if allow:

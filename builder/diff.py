@@ -9,6 +9,7 @@ without their payload too.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import solv
 
@@ -20,7 +21,7 @@ def load_manifest(path: Path) -> BundleManifest:
     return BundleManifest.load(path)
 
 
-def diff_manifests(old: BundleManifest, new: BundleManifest) -> dict:
+def diff_manifests(old: BundleManifest, new: BundleManifest) -> dict[str, Any]:
     """What changed from ``old`` to ``new``."""
 
     def by_name(m: BundleManifest) -> dict[tuple[str, str], ManifestPackage]:
@@ -85,10 +86,10 @@ def _evrcmp(a: str, b: str) -> int:
     sa.name = sb.name = "x"
     sa.evr, sb.evr = a, b
     sa.arch = sb.arch = "noarch"
-    return sa.evrcmp(sb)
+    return int(sa.evrcmp(sb))
 
 
-def format_diff(d: dict) -> str:
+def format_diff(d: dict[str, Any]) -> str:
     lines = [f"{d['old']} -> {d['new']}"]
     dv = d["docker_version"]
     if dv["old"] != dv["new"]:

@@ -360,7 +360,7 @@ class Downloader:
                 with resp:
                     body = read_capped(resp, limit, url)
                 resp._content = body  # what requests itself stores for a non-streamed body
-                resp._content_consumed = True
+                resp._content_consumed = True  # type: ignore[attr-defined]
             return resp
 
     def _follow(

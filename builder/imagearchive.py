@@ -30,6 +30,7 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .tarutil import add_bytes, add_dir, add_files
 
@@ -78,7 +79,7 @@ def oci_index(
         annotations["io.containerd.image.name"] = image_name
     if tag:
         annotations["org.opencontainers.image.ref.name"] = tag
-    descriptor: dict = {
+    descriptor: dict[str, Any] = {
         "mediaType": manifest_media_type,
         "digest": manifest_digest,
         "size": manifest_size,

@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .download import Downloader, file_digest, parallel
 from .errors import MirrorError, UsageError, VerifyError
@@ -65,7 +66,7 @@ class ResolvedImage:
         """Bytes to download: the config and every layer."""
         return self.config.size + sum(layer.size for layer in self.layers)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """The plan's view of the image (``--dry-run --json``)."""
         return {
             "reference": str(self.ref),

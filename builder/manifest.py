@@ -177,7 +177,8 @@ class BundleManifest:
                 f"{FORMAT_VERSION}: use the airdock that made the bundle, or rebuild it"
             )
         try:
-            return _build(cls, data, "")
+            manifest: BundleManifest = _build(cls, data, "")
+            return manifest
         except ManifestError as exc:
             raise ManifestError(
                 f"{source}: {exc}; the bundle is damaged or was not written by airdock"
@@ -208,7 +209,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     if not isinstance(data, dict):
         raise ManifestError(f"{where or 'the manifest'} is not an object")
     hints = typing.get_type_hints(cls)
-    values = {}
+    values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         path = f"{where}.{f.name}" if where else f.name
         if f.name not in data:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import configparser
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -87,7 +88,7 @@ class MirrorChain:
         ]
 
 
-def _unique(urls) -> list[str]:
+def _unique(urls: Iterable[str]) -> list[str]:
     seen: list[str] = []
     for url in urls:
         if url not in seen:

@@ -290,7 +290,9 @@ def make_plan(
     )
 
 
-def plan_images(opts: BuildOptions, downloader: Downloader, reporter: Reporter) -> list:
+def plan_images(
+    opts: BuildOptions, downloader: Downloader, reporter: Reporter
+) -> list[ResolvedImage]:
     """Every image resolved to its platform manifest (the registry reached, each reference
     checked) while planning: a typo or an unreachable registry fails before any download."""
     if not opts.images:

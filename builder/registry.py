@@ -347,7 +347,7 @@ class Manifest:
     media_type: str
     digest: str
     raw: bytes
-    data: dict
+    data: dict[str, Any]
 
     @property
     def is_index(self) -> bool:
@@ -363,7 +363,7 @@ class Manifest:
         return [Descriptor.of(e, where) for e in self.data.get("layers") or []]
 
 
-def _media_type(content_type: str, data: dict) -> str:
+def _media_type(content_type: str, data: dict[str, Any]) -> str:
     declared = data.get("mediaType")
     if isinstance(declared, str) and declared:
         return declared
@@ -402,7 +402,7 @@ def select_platform(index: Manifest, platform: Platform, where: str) -> Descript
     candidates = [e for e in index.entries(where) if not is_attestation(e.raw)]
     matching = [e for e in candidates if e.platform and platform.matches(e.platform)]
     exact = [e for e in matching if e.platform and e.platform.variant == platform.variant]
-    chosen = (exact or matching or [None])[0]
+    chosen = exact[0] if exact else matching[0] if matching else None
     if chosen is None:
         have = list(dict.fromkeys(str(e.platform) for e in candidates if e.platform))
         raise PlatformError(

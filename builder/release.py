@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from .bundle import BuildResult, build, work_folder, write_json, write_text_atomic
 from .consistency import image_drift, plan_drift, raise_on_drift
@@ -70,7 +71,7 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def release_rows(entries: Sequence[ReleaseEntry]) -> list[dict]:
+def release_rows(entries: Sequence[ReleaseEntry]) -> list[dict[str, Any]]:
     rows = []
     for e in entries:
         r = e.result

@@ -17,9 +17,10 @@ import hashlib
 import lzma
 import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import libcomps
 import solv
@@ -32,7 +33,7 @@ from .names import check_href, checked_digest
 # Caps where repomd.xml states no size: compressed metadata, and what it may expand to.
 METADATA_LIMIT = 256 << 20
 METADATA_OPEN_LIMIT = 1 << 30
-_DECOMPRESSORS = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open}
+_DECOMPRESSORS: dict[bytes, Callable[..., Any]] = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import solv
 
@@ -90,7 +91,7 @@ class Solver:
         self.repos[repo.id] = repo
         self._solv_repos[repo.id] = srepo
 
-    def _load(self, srepo: solv.Repo, path, flags: int) -> None:
+    def _load(self, srepo: solv.Repo, path: Path, flags: int) -> None:
         f = solv.xfopen(str(path))
         if not f or not srepo.add_rpmmd(f, None, flags):
             raise ResolveError(
@@ -274,7 +275,7 @@ class _EvrKey:
         self.s = s
 
     def __lt__(self, other: _EvrKey) -> bool:
-        return self.s.evrcmp(other.s) < 0
+        return bool(self.s.evrcmp(other.s) < 0)
 
 
 def _describe(problems: Sequence[solv.Problem]) -> str:

@@ -94,7 +94,8 @@ class HeaderBlob:
         entry = self.entries.get(tag)
         if entry is None or entry.type != INT32:
             return None
-        return struct.unpack(">I", entry.data[:4])[0]
+        value: int = struct.unpack(">I", entry.data[:4])[0]
+        return value
 
 
 def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:

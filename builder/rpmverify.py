@@ -42,10 +42,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import pysequoia
 
@@ -221,7 +221,7 @@ def verify_rpm(
         if got != tuple(expected):
             raise VerifyError(
                 f"{rpm.label}: the RPM header says {_nevra(got)} but the repository "
-                f"metadata says {_nevra(tuple(expected))}; the mirror is inconsistent — try another"
+                f"metadata says {_nevra(expected)}; the mirror is inconsistent — try another"
             )
         return _verify(rpm, f, keyring)
 
@@ -314,11 +314,13 @@ def _verify(rpm: _Rpm, f: BinaryIO, keyring: Keyring) -> RpmIdentity:
             raise _bad(rpm, sig, exc) from exc
     header = rpm.header.raw
     header_sums = {d.tag: hashlib.new(d.algorithm) for d in header_digests}
-    for sink in (*header_sums.values(), *(checks[s.tag] for s in sigs if s not in full_sigs)):
+    header_sinks: list[Sink] = [*header_sums.values()]
+    header_sinks += [checks[s.tag] for s in sigs if s not in full_sigs]
+    for sink in header_sinks:
         sink.update(header)
     # header+payload, hashed once by everything that covers it (or just the payload)
-    full_sinks = [hashlib.new(d.algorithm) for d in full_digests]
-    full_sinks += [checks[s.tag] for s in full_sigs]
+    full_hashes = [hashlib.new(d.algorithm) for d in full_digests]
+    full_sinks: list[Sink] = [*full_hashes, *(checks[s.tag] for s in full_sigs)]
     payload_sum = hashlib.sha256()
     if all(checks[s.tag].streams for s in full_sigs):
         for sink in full_sinks:
@@ -340,7 +342,7 @@ def _verify(rpm: _Rpm, f: BinaryIO, keyring: Keyring) -> RpmIdentity:
             checks[sig.tag].verify()
         except signatures.SignatureError as exc:
             raise _bad(rpm, sig, exc) from exc
-    sums = [*header_sums.values(), *full_sinks[: len(full_digests)]]
+    sums = [*header_sums.values(), *full_hashes]
     for digest, sink in zip([*header_digests, *full_digests], sums):
         if sink.hexdigest() != digest.expected:
             raise VerifyError(
@@ -466,5 +468,12 @@ def _check_payload_digests(
     return any(ok.values())
 
 
-def _nevra(t: tuple) -> str:
-    return nevra_text(*t)
+def _nevra(t: Sequence[Any]) -> str:
+    name, epoch, version, release, arch = t
+    return nevra_text(str(name), int(epoch), str(version), str(release), str(arch))
+
+
+class Sink(Protocol):
+    """What the one pass over an RPM feeds: a hash or a signature checker."""
+
+    def update(self, data: bytes, /) -> None: ...

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from cyclonedx.model import (
     ExternalReference,
@@ -95,13 +96,13 @@ def oci_purl(reference: str, manifest_digest: str, platform: str) -> str:
 
 
 # -- the document -----------------------------------------------------------------------------
-def serial_number(manifest: dict) -> uuid.UUID:
+def serial_number(manifest: dict[str, Any]) -> uuid.UUID:
     """A UUID5 of the manifest's canonical JSON (an ``sbom`` entry in it is ignored)."""
     content = {k: v for k, v in manifest.items() if k != "sbom"}
     return uuid.uuid5(SERIAL_NAMESPACE, json.dumps(content, sort_keys=True, separators=(",", ":")))
 
 
-def created_time(manifest: dict) -> datetime:
+def created_time(manifest: dict[str, Any]) -> datetime:
     return datetime.strptime(manifest["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
@@ -122,7 +123,7 @@ def _sha256(hexdigest: str) -> list[HashType]:
     return [HashType(alg=HashAlgorithm.SHA_256, content=hexdigest)]
 
 
-def rpm_component(package: dict, signers: dict[str, str]) -> Component:
+def rpm_component(package: dict[str, Any], signers: dict[str, str]) -> Component:
     """One RPM of the manifest; ``signers`` maps a signing key id to its key's fingerprint."""
     key_id = package.get("signing_key")
     return Component(
@@ -154,7 +155,7 @@ def rpm_component(package: dict, signers: dict[str, str]) -> Component:
     )
 
 
-def image_component(image: dict) -> Component:
+def image_component(image: dict[str, Any]) -> Component:
     ref = Reference.parse(image["reference"])
     return Component(
         type=ComponentType.CONTAINER,
@@ -185,12 +186,12 @@ def image_component(image: dict) -> Component:
     )
 
 
-def signer_fingerprints(keys: Iterable[dict]) -> dict[str, str]:
+def signer_fingerprints(keys: Iterable[dict[str, Any]]) -> dict[str, str]:
     """Key id (16 hex, lower) → fingerprint of the manifest key that has it."""
     return {kid.lower(): k["fingerprint"] for k in keys for kid in k.get("key_ids", ())}
 
 
-def make_bom(manifest: dict) -> Bom:
+def make_bom(manifest: dict[str, Any]) -> Bom:
     signers = signer_fingerprints(manifest.get("keys", ()))
     components = [rpm_component(p, signers) for p in manifest["packages"]]
     components += [image_component(i) for i in manifest.get("images", ())]
@@ -233,12 +234,12 @@ def make_bom(manifest: dict) -> Bom:
     return bom
 
 
-def make_sbom(manifest: dict) -> str:
+def make_sbom(manifest: dict[str, Any]) -> str:
     """The SBOM of the bundle ``manifest`` describes, as CycloneDX 1.5 JSON text."""
     return JsonV1Dot5(make_bom(manifest)).output_as_string(indent=2) + "\n"
 
 
-def write_sbom(folder: Path, manifest: dict) -> dict:
+def write_sbom(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Write ``sbom.cdx.json`` into the bundle ``folder``; return its manifest entry."""
     path = folder / SBOM_FILE
     path.write_text(make_sbom(manifest), encoding="utf-8")

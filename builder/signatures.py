@@ -25,6 +25,7 @@ data in one piece. Which RPM tags must carry which signatures is
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,12 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from pysequoia.packet import PacketPile, SignatureType, Tag
 
 RSA_ALGORITHMS = {1, 3}  # RSA (encrypt or sign), RSA sign-only
-V3_HASHES = {8: hashes.SHA256, 9: hashes.SHA384, 10: hashes.SHA512, 11: hashes.SHA224}
+V3_HASHES: dict[int, Callable[[], hashes.HashAlgorithm]] = {
+    8: hashes.SHA256,
+    9: hashes.SHA384,
+    10: hashes.SHA512,
+    11: hashes.SHA224,
+}
 BINARY_DOCUMENT = 0x00
 
 
@@ -65,7 +71,8 @@ def _only_packet(data: bytes, tag: Tag) -> pysequoia.packet.Packet:
         raise SignatureError(f"unreadable signature packet ({_first_line(exc)})") from exc
     if len(packets) != 1 or packets[0].tag != tag:
         raise SignatureError("not a single signature packet")
-    return packets[0]
+    packet: pysequoia.packet.Packet = packets[0]
+    return packet
 
 
 def rsa_public_keys(cert_path: Path) -> dict[str, rsa.RSAPublicKey]:
@@ -104,7 +111,7 @@ def inspect(packet: bytes) -> PacketInfo:
     sig = _only_packet(packet, Tag.Signature)
     issuer = sig.issuer_key_id or (sig.issuer_fingerprint or "")[-16:] or None
     return PacketInfo(
-        sig.signature_version,
+        int(sig.signature_version or 0),
         issuer.lower() if issuer else None,
         sig.signature_type == SignatureType.Binary,
     )

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pysequoia
 
@@ -44,7 +45,7 @@ class Finding:
     status: str  # pass | fail | warn
     message: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "message": self.message}
 
 
@@ -61,7 +62,7 @@ class Report:
     def add(self, name: str, status: str, message: str) -> None:
         self.findings.append(Finding(name, status, message))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "bundle": self.bundle,

@@ -68,7 +68,7 @@ except NameError:
     TEXT_TYPES = (str,)
     INT_TYPES = (int,)
 
-VERSION = "0.1.0"
+VERSION = "0.1.0"  # stamped by the builder from pyproject.toml (the one version source)
 BUNDLE_FORMAT = "airdock-bundle"
 KNOWN_FORMAT_VERSIONS = (1,)
 RECEIPT_FORMAT_VERSION = 1

@@ -256,3 +256,28 @@ def test_version_flag():
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"airdock {__version__}"
+
+
+def test_one_version_source_for_builder_and_installer(tmp_path):
+    """pyproject.toml's version is the builder's, the source installer's, and what the builder
+    stamps into a bundle's installer (which then says it with --version)."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from builder import __version__
+    from builder.bundle import INSTALLER_DIR, stamp_version
+
+    root = Path(__file__).resolve().parents[1]
+    pyproject = (root / "pyproject.toml").read_text()
+    declared = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+    source = (root / "installer" / "airdock_install.py").read_text()
+    assert __version__ == declared
+    assert re.search(r'^VERSION = "([^"]+)"', source, re.M).group(1) == declared
+    copy = tmp_path / "airdock_install.py"
+    shutil.copyfile(INSTALLER_DIR / "airdock_install.py", copy)
+    stamp_version(copy, "9.8.7")
+    said = subprocess.run([sys.executable, str(copy), "--version"], capture_output=True, text=True)
+    assert "airdock installer 9.8.7" in said.stdout + said.stderr
