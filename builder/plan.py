@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .consistency import chain_drift, raise_on_drift
+from .digests import STRONG
 from .download import Downloader
 from .errors import AirdockError, UsageError
 from .mirrors import CENTOS_RELEASE, CENTOS_REPOS, MirrorChain
@@ -271,6 +272,15 @@ def make_plan(
         f"({'CentOS ' + CENTOS_RELEASE + ' @core' if baseline else 'empty system'})"
     )
     packages = solver.solve(opts.packages, version, docker_repo)
+    for repo in repos:
+        stated = {p.digest.algo for p in packages if p.repo_id == repo.id}
+        stated |= {r.digest.algo for r in repo.records.values()}
+        weak = sorted(stated - set(STRONG))
+        if weak:
+            reporter.step(
+                f"warning: {repo.id} ({repo.baseurl}) states only {'/'.join(weak)} checksums: "
+                "downloads are checked with them but not cached; prefer a mirror with sha256"
+            )
     if any(len(r.baseurls) > 1 for r in repos):
         reporter.step("checking that the mirrors of the chain agree on every package")
         drift = chain_drift(repos, packages, downloader, workdir / "chain", opts.arch)

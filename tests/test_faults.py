@@ -311,6 +311,25 @@ def test_a_huge_registry_manifest_is_cut_at_4_mib(tmp_path):
     assert entry["sent"] < 64 << 20
 
 
+def test_a_sha1_repository_is_used_with_a_warning_and_never_keys_the_cache(
+    tmp_path, fixture_mirror
+):
+    """Old createrepo wrote sha1: such a repository still works (every file checked against
+    it), with a warning, and nothing is cached under a weak digest."""
+    www = hardlinked_copy(fixture_mirror.root, tmp_path / "www")
+    extras = www / rig.repo_relpath("extras", "x86_64")
+    shutil.rmtree(extras / "repodata")
+    run(["createrepo_c", "--quiet", "--checksum", "sha1", str(extras)])
+    with MirrorServer(www) as server:
+        args = builder_mirror_args(fixture_mirror, server.url)
+        result = airdock("build", *args, "--no-images", "--output", tmp_path / "out",
+                         "--cache-dir", tmp_path / "cache")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    warnings = [ln for ln in result.output.splitlines() if "states only sha1 checksums" in ln]
+    assert len(warnings) == 1 and "centos-extras" in warnings[0]
+    assert not (tmp_path / "cache" / "sha1").exists()
+
+
 # -- output on another filesystem (USB sticks) -----------------------------------------------
 @pytest.fixture
 def tmpfs(tmp_path) -> Iterator[Callable[..., Path]]:
