@@ -87,6 +87,11 @@ class BuildResult:
     manifest: BundleManifest
     parts: list[Path] = field(default_factory=list)
 
+    @property
+    def sha256sums_sha256(self) -> str:
+        """What an operator compares for an unsigned bundle (and what SHA256SUMS.asc signs)."""
+        return file_digest(self.folder / "SHA256SUMS")["sha256"]
+
 
 # -- the build ---------------------------------------------------------------------------
 def build(
@@ -122,7 +127,7 @@ def build(
         if opts.signer is not None:
             manifest.publisher = write_publisher_key(opts.signer, staging / "keys")
         manifest.sbom = FileRef(**write_sbom(staging, manifest.to_dict()))  # SHA256SUMS covers it
-        manifest.write(staging / "manifest.json")
+        write_json(staging / "manifest.json", manifest.to_dict())
         write_sha256sums(staging)
         if opts.signer is not None:
             reporter.step(f"signing SHA256SUMS with {opts.signer.fingerprint}")

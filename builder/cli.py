@@ -22,7 +22,7 @@ from tqdm import tqdm
 from . import __version__
 from .bundle import BuildResult, build
 from .diff import diff_manifests, format_diff, load_manifest
-from .download import DEFAULT_TIMEOUT, Cache, Downloader, file_digest
+from .download import DEFAULT_TIMEOUT, Cache, Downloader
 from .errors import AirdockError, UsageError
 from .mirrors import (
     PRESETS,
@@ -45,7 +45,7 @@ from .plan import (
     make_plan,
 )
 from .release import release, release_rows
-from .split import fat32_warning, parse_size, resplit
+from .split import part_size, resplit
 
 if TYPE_CHECKING:
     pass
@@ -248,15 +248,6 @@ def _warn(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _part_size(text: str, option: str) -> int:
-    """The part size in bytes; parts FAT32 cannot hold are allowed, with a warning."""
-    size = parse_size(text, option)
-    warning = fat32_warning(size, option, text)
-    if warning:
-        typer.echo(warning, err=True)
-    return size
-
-
 def _chain(
     mirror: str | None,
     os_mirror: str | None,
@@ -392,7 +383,7 @@ def _summary(result: BuildResult, mirror: str, arch: str) -> dict[str, Any]:
         "mirror": mirror,
         "packages": len(result.manifest.packages),
         "images": len(result.manifest.images),
-        "sha256sums_sha256": file_digest(result.folder / "SHA256SUMS")["sha256"],
+        "sha256sums_sha256": result.sha256sums_sha256,
         "publisher": result.manifest.publisher.fingerprint if result.manifest.publisher else None,
     }
 
@@ -480,7 +471,7 @@ def split_cmd(
     """Split an existing bundle tarball into parts (checked against its .sha256 first)."""
 
     def body() -> None:
-        result = resplit(tarball, _part_size(size, "--size"), output)
+        result = resplit(tarball, part_size(size, "--size", _warn), output)
         if as_json:
             summary = {
                 "tarball": str(result.tarball),

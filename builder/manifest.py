@@ -158,11 +158,6 @@ class BundleManifest:
             del data["installer"]["format"]
         return data
 
-    def write(self, path: Path) -> None:
-        from .bundle import write_text_atomic
-
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-
     # -- reading ---------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Any, source: str = "manifest.json") -> BundleManifest:

@@ -84,18 +84,12 @@ class BuildOptions:
         share them); ``warn`` prints what is allowed but worth saying (FAT32 part sizes)."""
         from .mirrors import check_arch, check_channel
         from .signing import load_signer
-        from .split import fat32_warning, parse_size
+        from .split import part_size
 
         if jobs < 1:
             raise UsageError(f"--jobs {jobs} must be at least 1")
         if closure not in CLOSURES:
             raise UsageError(f"--closure {closure!r} is not known; use minimal or full")
-        part_size = None
-        if split_size:
-            part_size = parse_size(split_size, "--split-size")
-            warning = fat32_warning(part_size, "--split-size", split_size)
-            if warning:
-                warn(warning)
         return cls(
             mirror=mirror,
             output=output,
@@ -110,7 +104,7 @@ class BuildOptions:
             images=() if no_images else tuple(images or DEFAULT_IMAGES),
             registry_options=registry_options(registry_mirror, registry_user),
             allow_mirror_drift=allow_mirror_drift,
-            split_size=part_size,
+            split_size=part_size(split_size, "--split-size", warn) if split_size else None,
             wait=not no_wait,
             signer=load_signer(sign_key) if sign_key else None,
         )

@@ -17,7 +17,7 @@ from typing import Any
 
 from .bundle import BuildResult, build, work_folder, write_json, write_text_atomic
 from .consistency import image_drift, plan_drift, raise_on_drift
-from .download import Downloader, file_digest
+from .download import Downloader
 from .mirrors import resolve_chain
 from .plan import BuildOptions, Plan, Reporter, make_plan
 
@@ -82,7 +82,7 @@ def release_rows(entries: Sequence[ReleaseEntry]) -> list[dict[str, Any]]:
                 "files": [f.name for f in files],
                 "size": sum(f.stat().st_size for f in files),
                 "sha256": r.tarball_sha256,
-                "sha256sums_sha256": file_digest(r.folder / "SHA256SUMS")["sha256"],
+                "sha256sums_sha256": r.sha256sums_sha256,
                 "docker_version": r.manifest.docker_version,
                 "mirror": r.manifest.mirror["name"],
                 "arch": e.arch,

@@ -24,7 +24,7 @@ from typing import Any
 
 import libcomps
 import solv
-from defusedxml import ElementTree
+from defusedxml import DefusedXmlException, ElementTree
 
 from .download import Digest, Download, Downloader, TooLargeError
 from .errors import MirrorError, NotFoundError
@@ -116,7 +116,7 @@ def _open_sizes(data: bytes) -> dict[str, int]:
     """``<open-size>`` per record type (libsolv does not expose it); {} when unreadable."""
     try:
         root = ElementTree.fromstring(data)
-    except ElementTree.ParseError:
+    except (ElementTree.ParseError, DefusedXmlException):  # entities refused, not expanded
         return {}
     sizes = {}
     for node in root.iter():

@@ -21,6 +21,7 @@ import re
 import shlex
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -58,6 +59,15 @@ def fat32_warning(size: int, option: str, text: str) -> str | None:
         f"Warning: {option} {text} makes parts of 4 GiB or more, which FAT32 cannot hold; "
         "copy them to exFAT or NTFS media (or use at most 4095M)"
     )
+
+
+def part_size(text: str, option: str, warn: Callable[[str], None]) -> int:
+    """The part size in bytes; sizes FAT32 cannot hold are allowed, said through ``warn``."""
+    size = parse_size(text, option)
+    warning = fat32_warning(size, option, text)
+    if warning:
+        warn(warning)
+    return size
 
 
 def part_width(count: int) -> int:
@@ -206,12 +216,12 @@ class SplitResult:
 _SUM_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 
 
-def expected_sha256(tarball: Path) -> str:
-    """The digest ``TARBALL.sha256`` (``sha256sum`` format) gives for the tarball."""
-    sums = tarball.with_name(tarball.name + ".sha256")
+def expected_sha256(tarball: Path, sums: Path | None = None) -> str:
+    """The digest ``TARBALL.sha256`` (``sha256sum`` format; or ``sums``) gives for the file."""
+    sums = sums or tarball.with_name(tarball.name + ".sha256")
     if not sums.is_file():
         raise AirdockError(
-            f"{sums} is missing; put the tarball's checksum file beside it before splitting"
+            f"{sums} is missing; put the checksum file that came with {tarball.name} beside it"
         )
     for line in sums.read_text(encoding="utf-8", errors="replace").splitlines():
         match = _SUM_LINE.fullmatch(line.strip())

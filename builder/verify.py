@@ -35,6 +35,7 @@ from .errors import AirdockError, UsageError
 from .manifest import BundleManifest
 from .rpmverify import VENDOR_FINGERPRINTS, Keyring, verify_rpm
 from .signing import verify_detached
+from .split import expected_sha256
 
 _SUMS_LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
 
@@ -158,9 +159,9 @@ def _whole_tarball(
 def _check_digest_file(path: Path, report: Report, what: str, sums: Path | None = None) -> bool:
     sums = sums or path.with_name(path.name + ".sha256")
     try:
-        expected = sums.read_text().split()[0].lower()
-    except (OSError, IndexError):
-        report.add(what, "fail", f"{sums.name} is missing or empty")
+        expected = expected_sha256(path, sums)
+    except (OSError, AirdockError) as exc:
+        report.add(what, "fail", str(exc))
         return False
     actual = file_digest(path)["sha256"]
     if actual != expected:
