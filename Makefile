@@ -54,9 +54,15 @@ $(OLDEST_VENV)/bin/airdock: pyproject.toml
 test-oldest: deps $(OLDEST_VENV)/bin/airdock
 	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(OLDEST_TESTS) $(PYTEST_ARGS)
 
-# Speed is measured here, never asserted in tests.
+# Speed is measured here, never asserted in tests (bench/README.md). BENCH_QUICK=1: one run,
+# one link (a few minutes); BENCH_ARGS passes options (--runs, --rates, --only).
+BENCH_DEBS := pigz dnf-plugins-core
 bench: deps venv
-	$(BIN)/python bench/build_bench.py
+	@if ! command -v pigz >/dev/null 2>&1 || ! dpkg -s dnf-plugins-core >/dev/null 2>&1; then \
+	  echo "installing bench tools ($(BENCH_DEBS))"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BENCH_DEBS); \
+	fi
+	$(BIN)/python -m bench.build_bench $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
 
 # The gates CI runs: lint (ruff; the installer with rules that stay valid on Python 2.7),
 # typecheck (mypy on builder/), then the whole test suite.
