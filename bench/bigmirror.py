@@ -32,6 +32,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -249,8 +250,7 @@ def _build_into(tmp: Path, fixture: FixtureMirror) -> None:
 
 def _core_root(mirror: BenchMirror) -> None:
     """``dnf groupinstall core`` from the os repo (file:// URL) into ``core-root``."""
-    work = mirror.path / "core-root.tmp"
-    shutil.rmtree(work, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=".core-root-", dir=mirror.path))
     dnf = DnfRoot(
         work / "root",
         {"os": mirror.repo_dir("os").as_uri() + "/"},
@@ -259,8 +259,13 @@ def _core_root(mirror: BenchMirror) -> None:
     )
     dnf.import_keys()
     dnf.install_group_core()
-    (work / "root").rename(mirror.core_root)
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        (work / "root").rename(mirror.core_root)
+    except OSError:
+        if not mirror.core_root.exists():  # lost a race to a concurrent bench: use its root
+            raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _source_hash(fixture: FixtureMirror) -> str:
@@ -275,13 +280,20 @@ def cached_bench_mirror(cache_root: Path = CACHE_ROOT) -> BenchMirror:
     dest = cache_root / _source_hash(fixture)
     if not (dest / "mirror.json").exists():
         cache_root.mkdir(parents=True, exist_ok=True)
+        for stale in cache_root.glob(".tmp-*"):  # interrupted builds, older than an hour
+            if time.time() - stale.stat().st_mtime > 3600:
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
         try:
             _build_into(tmp, fixture)
             (tmp / "mirror.json").write_text(
                 json.dumps({"fillers": FILLERS, "payload_total": PAYLOAD_TOTAL}, indent=2)
             )
-            tmp.rename(dest)
+            try:
+                tmp.rename(dest)
+            except OSError:
+                if not (dest / "mirror.json").exists():  # lost a race: use the other tree
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     mirror = BenchMirror(dest, fixture)
