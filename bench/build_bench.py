@@ -134,7 +134,13 @@ def describe_timeline(when: dict[str, float | None]) -> str:
     )
 
 
+AIRDOCK: list[str] = []  # --airdock: another checkout's entry point
+
+
 def airdock_cmd() -> list[str]:
+    """The ``airdock`` beside this Python (the venv's entry point), unless --airdock says."""
+    if AIRDOCK:
+        return AIRDOCK
     exe = Path(sys.executable).parent / "airdock"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "builder.cli"]
 
@@ -703,7 +709,15 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated sections: rpm,images,verify,hostile (default: "
         "all; --quick leaves out hostile)",
     )
+    parser.add_argument(
+        "--airdock",
+        default=None,
+        help="the airdock command to measure (default: this venv's), e.g. another worktree's "
+        ".venv/bin/airdock to compare two builders on the same mirror",
+    )
     args = parser.parse_args(argv)
+    if args.airdock:
+        AIRDOCK[:] = [args.airdock]
     sections = set((args.only or ("rpm,images,verify" if args.quick else ALL)).split(","))
     args.runs = args.runs or (1 if args.quick else 3)
     rates = [int(r) for r in (args.rates or ("20" if args.quick else "20,5")).split(",")]
@@ -759,6 +773,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": git_commit(),
+            "airdock": airdock_cmd(),
             "host": {
                 "cpus": os.cpu_count(),
                 "loadavg": os.getloadavg(),
