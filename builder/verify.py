@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pysequoia
 
@@ -72,19 +72,29 @@ class Report:
         }
 
 
-def verify_path(path: Path, keys: Sequence[Path]) -> Report:
+class Progress(Protocol):
+    """Where the longest part of a verification (hashing every file) reports its bytes."""
+
+    def start(self, label: str, total: int, watch: Path | None = None) -> None: ...
+    def advance(self, count: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+def verify_path(path: Path, keys: Sequence[Path], progress: Progress | None = None) -> Report:
     """Verify a bundle folder, a tarball, or split parts (a part or the JOIN.txt file)."""
     certs = [_cert(k) for k in keys]
     report = Report()
     with _bundle_folder(Path(path), certs, report) as folder:
         if folder is not None:
-            verify_folder(folder, certs, report)
+            verify_folder(folder, certs, report, progress)
     return report
 
 
-def verify_folder(folder: Path, certs: list[pysequoia.Cert], report: Report) -> None:
+def verify_folder(
+    folder: Path, certs: list[pysequoia.Cert], report: Report, progress: Progress | None = None
+) -> None:
     report.bundle = folder.name
-    sums = _check_sums(folder, report)
+    sums = _check_sums(folder, report, progress)
     trusted = _check_signature(folder, certs, report)
     try:
         manifest = BundleManifest.load(folder)
@@ -192,7 +202,9 @@ def _extract(tarball: Path, dest: Path, report: Report) -> Path | None:
 
 
 # -- the checks --------------------------------------------------------------------------------
-def _check_sums(folder: Path, report: Report) -> dict[str, str] | None:
+def _check_sums(
+    folder: Path, report: Report, progress: Progress | None = None
+) -> dict[str, str] | None:
     try:
         lines = (folder / "SHA256SUMS").read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -211,9 +223,18 @@ def _check_sums(folder: Path, report: Report) -> dict[str, str] | None:
     } - {"SHA256SUMS", SIGNATURE}
     problems = [f"{rel} is missing" for rel in sorted(set(listed) - present)]
     problems += [f"{rel} is not listed" for rel in sorted(present - set(listed))]
-    for rel in sorted(set(listed) & present):
-        if file_digest(folder / rel)["sha256"] != listed[rel]:
-            problems.append(f"{rel} does not match its sha256")
+    checked = sorted(set(listed) & present)
+    if progress is not None:
+        progress.start("checksums", sum((folder / rel).stat().st_size for rel in checked))
+    try:
+        for rel in checked:
+            if file_digest(folder / rel)["sha256"] != listed[rel]:
+                problems.append(f"{rel} does not match its sha256")
+            if progress is not None:
+                progress.advance((folder / rel).stat().st_size)
+    finally:
+        if progress is not None:
+            progress.finish()
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         report.add("SHA256SUMS", "fail", problems[0] + more)
