@@ -128,12 +128,20 @@ def console_reporter(quiet: bool) -> Reporter:
         def __init__(self) -> None:
             self.quiet = quiet
             self.bars = _Bars(quiet)
+            self.stats: Any = None  # the Downloader's counters, once it exists
+            self.counts: dict[str, tuple[int, int]] = {}  # label -> (downloaded, from cache)
+            self._label = ""
+            self._before = (0, 0)
+
+        def _now(self) -> tuple[int, int]:
+            return (self.stats.fetched, self.stats.from_cache) if self.stats else (0, 0)
 
         def step(self, message: str) -> None:
             if not self.quiet:
                 typer.echo(f"==> {one_line(message)}", err=True)
 
         def bytes_started(self, label: str, total: int, watch: Path | None = None) -> None:
+            self._label, self._before = label, self._now()
             self.bars.start(label, total, watch)
 
         def bytes_advanced(self, count: int) -> None:
@@ -141,6 +149,10 @@ def console_reporter(quiet: bool) -> Reporter:
 
         def bytes_finished(self) -> None:
             self.bars.finish()
+            if self._label:
+                now = self._now()
+                self.counts[self._label] = (now[0] - self._before[0], now[1] - self._before[1])
+                self._label = ""
 
     reporter: Reporter = ConsoleReporter()
     return reporter
@@ -407,6 +419,7 @@ def build_cmd(
 
         reporter = console_reporter(quiet=as_json)
         downloader = make_downloader(cache_dir, reporter, timeout, retries)
+        reporter.stats = downloader.stats  # type: ignore[attr-defined]
         opts = BuildOptions.from_cli(
             mirror=_chain(mirror, os_mirror, repo_file, channel, downloader),
             output=output,
@@ -436,10 +449,12 @@ def build_cmd(
             return
         result = build(opts, downloader, reporter)
         summary = _summary(result, opts.mirror.name, opts.arch)
+        rpms = reporter.counts.get("RPMs", (0, 0))  # type: ignore[attr-defined]
         summary["downloads"] = {
             "fetched": downloader.stats.fetched,
             "from_cache": downloader.stats.from_cache,
             "bytes": downloader.stats.network_bytes,
+            "rpms": {"downloaded": rpms[0], "from_cache": rpms[1]},
         }
         if as_json:
             typer.echo(json.dumps(summary, indent=2, sort_keys=True))
@@ -481,7 +496,7 @@ def summary_text(result: BuildResult, summary: dict[str, Any], signed: str) -> s
 
     files = result.parts or [result.tarball]
     size = sum(f.stat().st_size for f in files)
-    downloads = summary["downloads"]
+    downloads = summary["downloads"]["rpms"]
     rpms = summary["packages"]
     lines = [f"bundle:   {result.folder}/"]
     if result.parts:
@@ -493,7 +508,7 @@ def summary_text(result: BuildResult, summary: dict[str, Any], signed: str) -> s
         lines.append(f"tarball:  {result.tarball} ({_size(size)})")
     lines += [
         f"sha256:   {result.tarball_sha256}",
-        f"contents: {plural(rpms, 'RPM')} ({downloads['fetched']} downloaded, "
+        f"contents: {plural(rpms, 'RPM')} ({downloads['downloaded']} downloaded, "
         f"{downloads['from_cache']} from cache), {plural(summary['images'], 'image')}",
         f"SHA256SUMS sha256: {summary['sha256sums_sha256']} ({signed}: publish it with the "
         "tarball's .sha256 so operators can compare)",
