@@ -59,6 +59,27 @@ def _reporter_base() -> type:
     return Reporter
 
 
+def terminal_columns() -> int:
+    """stderr's width; 0 when the terminal does not say (``script`` without a size)."""
+    import os
+
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0
+
+
+def bar_layout(columns: int) -> dict[str, Any]:
+    """tqdm's layout for a width: a terminal that states no size (a pty under ``script``)
+    would get a 0-column bar, i.e. nothing, so it gets 80; a narrow one gets the numbers
+    without the bar; a normal one follows resizes."""
+    if columns == 0:
+        return {"ncols": 80}
+    if columns < MIN_BAR_COLUMNS:
+        return {"ncols": columns, "bar_format": "{desc}: {percentage:3.0f}% {n_fmt}"}
+    return {"dynamic_ncols": True}
+
+
 class _Bars:
     """tqdm bars on stderr, only on a terminal and never under --json."""
 
@@ -72,11 +93,8 @@ class _Bars:
         self.finish()
         if not self.enabled:
             return
-        import shutil
-
         from tqdm import tqdm
 
-        columns = shutil.get_terminal_size((80, 24)).columns
         self.bar = tqdm(
             total=total or None,
             unit="B",
@@ -85,9 +103,8 @@ class _Bars:
             desc=label,
             leave=False,
             file=sys.stderr,
-            dynamic_ncols=columns >= MIN_BAR_COLUMNS,
-            ncols=None if columns >= MIN_BAR_COLUMNS else 80,
             mininterval=0.2,
+            **bar_layout(terminal_columns()),
         )
         if watch is not None:
             self.stop.clear()
