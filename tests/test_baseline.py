@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from builder.baseline import InventoryError, parse_baseline
 from builder.cli import app
 from tests.rig import mirror as rig
-
-pytestmark = pytest.mark.slow
+from tests.rig.fixtures_sandbox import forget_docker_key
+from tests.rig.sandbox import Sandbox
 
 DOCS_PACKAGES = list(rig.DOCKER_DOCS_PACKAGES)
 QA = re.compile(
@@ -49,16 +49,33 @@ def inventory(root, hostname: str) -> dict:
     }
 
 
-def build_for(tmp_path: Path, mirror_args: list[str], host_file: Path) -> dict:
+def build_for(
+    tmp_path: Path, mirror_args: list[str], host_file: Path | None, publisher, out="bundles"
+) -> dict:
+    baseline = ["--baseline-from", str(host_file)] if host_file else []
     result = CliRunner().invoke(
         app,
-        ["build", *mirror_args, "--no-images", "--output", str(tmp_path / "bundles"),
-         "--cache-dir", str(tmp_path / "cache"), "--baseline-from", str(host_file), "--json"],
+        ["build", *mirror_args, "--no-images", "--output", str(tmp_path / out),
+         "--cache-dir", str(tmp_path / "cache"), *baseline, "--sign-key", str(publisher.secret),
+         "--json"],
         catch_exceptions=False,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    return json.loads((Path(summary["bundle"]) / "manifest.json").read_text())
+    manifest = json.loads((Path(summary["bundle"]) / "manifest.json").read_text())
+    return {**manifest, "_folder": summary["bundle"]}
+
+
+def check_on_host(root, manifest: dict, tmp_path: Path, publisher, name: str = "sb"):
+    """The bundle's installer `check` on a sandbox host whose rpmdb is a copy of ``root``."""
+    copy = root.copy(tmp_path / f"{name}-root")
+    forget_docker_key(copy)  # the installer imports it, as on a real host
+    box = Sandbox(tmp_path / name, copy, trusted=[publisher.public])
+    try:
+        folder = Path(manifest["_folder"])
+        return box.installer(folder, "check")
+    finally:
+        box.close()
 
 
 def nevras(manifest: dict) -> set[str]:
@@ -95,7 +112,7 @@ def old_rpms(fixture_mirror, out: Path) -> dict[str, Path]:
 
 
 def test_a_7_4_era_host_gets_the_upgrades_its_dependencies_force(
-    tmp_path, fixture_mirror, empty_root, mirror_args
+    tmp_path, fixture_mirror, empty_root, mirror_args, sandbox_templates, publisher
 ):
     root = empty_root()
     old = old_rpms(fixture_mirror, tmp_path / "old-rpms")
@@ -113,9 +130,16 @@ def test_a_7_4_era_host_gets_the_upgrades_its_dependencies_force(
 
     host = tmp_path / "host74.json"
     host.write_text(json.dumps(inventory(root, "centos74.example")))
-    manifest = build_for(tmp_path, mirror_args, host)
+    manifest = build_for(tmp_path, mirror_args, host, publisher)
     expected = root.would_install(DOCS_PACKAGES)
     assert nevras(manifest) == expected
+    check = check_on_host(root, manifest, tmp_path, publisher)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "[pass] transaction" in check.stdout
+    # the @core bundle does not fit this host: check names what is missing
+    core = build_for(tmp_path, mirror_args, None, publisher, out="core")
+    check = check_on_host(root, core, tmp_path, publisher, name="sb-core")
+    assert check.returncode != 0 and "[fail] transaction" in check.stdout
     names = {p["name"] for p in manifest["packages"]}
     # container-selinux forces the newer policy (the @core answer leaves it out)
     assert {"selinux-policy", "selinux-policy-targeted", "policycoreutils"} <= names
@@ -127,12 +151,14 @@ def test_a_7_4_era_host_gets_the_upgrades_its_dependencies_force(
     assert target["inventory"]["sha256"] == hashlib.sha256(host.read_bytes()).hexdigest()
 
     # the bundle installs on that host with every repo disabled
-    folder = tmp_path / "bundles" / manifest["name"]
+    folder = Path(manifest["_folder"])
     root.install_files(sorted((folder / "rpms").glob("*.rpm")))
     assert {"docker-ce", "containerd.io"} <= root.installed_names()
 
 
-def test_a_stripped_host_from_a_plain_rpm_qa_listing(tmp_path, empty_root, mirror_args):
+def test_a_stripped_host_from_a_plain_rpm_qa_listing(
+    tmp_path, empty_root, mirror_args, sandbox_templates, publisher
+):
     root = empty_root()
     root.install_names(["rpm", "yum"], repos=["os"])
     assert "systemd" not in root.installed_names()
@@ -141,21 +167,27 @@ def test_a_stripped_host_from_a_plain_rpm_qa_listing(tmp_path, empty_root, mirro
         f"{m['name']}-{m['version']}-{m['release']}.{m['arch']}\n"
         for m in (QA.match(line) for line in sorted(root.rpm_qa()))
     ) + "gpg-pubkey-f4a80eb5-53a7ff4b\n")  # fmt: skip
-    manifest = build_for(tmp_path, mirror_args, listing)
+    manifest = build_for(tmp_path, mirror_args, listing, publisher)
     expected = root.would_install(DOCS_PACKAGES)
     assert nevras(manifest) == expected
+    check = check_on_host(root, manifest, tmp_path, publisher)
+    assert check.returncode == 0, check.stdout + check.stderr
     assert {"systemd", "iptables", "selinux-policy-targeted"} <= {
         p["name"] for p in manifest["packages"]
     }
     assert manifest["target"]["inventory"].get("hostname") is None
 
 
-def test_a_7_9_core_host_gets_the_core_answer(tmp_path, baseline_root, mirror_args):
+def test_a_7_9_core_host_gets_the_core_answer(
+    tmp_path, baseline_root, mirror_args, sandbox_templates, publisher
+):
     root = baseline_root()
     host = tmp_path / "host79.json"
     host.write_text(json.dumps(inventory(root, "centos79")))
-    manifest = build_for(tmp_path, mirror_args, host)
+    manifest = build_for(tmp_path, mirror_args, host, publisher)
     assert nevras(manifest) == root.would_install(DOCS_PACKAGES) == rig.expected_docker_install()
+    check = check_on_host(root, manifest, tmp_path, publisher)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 # -- the inventory as hostile input (fast) ----------------------------------------------------
