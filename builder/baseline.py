@@ -182,7 +182,7 @@ _NVRA = re.compile(
 
 
 def _from_rpm_qa(text: str, source: str, where: str, digest: str) -> HostBaseline:
-    out = []
+    out: list[HostPackage] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#") or line.startswith("gpg-pubkey-"):

@@ -15,7 +15,7 @@ import re
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from .errors import UsageError
 from .manifest import BundleManifest, ManifestError, ManifestPackage
@@ -38,7 +38,7 @@ def load_manifest(path: Path) -> BundleManifest:
         raise UsageError(f"{path}: no such bundle folder, tarball, part or JOIN.txt file")
     files = _tar_files(path)
     where = f"{path.name}:manifest.json"
-    with _Joined(files) as stream:
+    with io.BufferedReader(_Joined(files), 1 << 20) as stream:
         data = _manifest_member(stream, path)
     try:
         doc = json.loads(data.decode("utf-8"))
@@ -77,7 +77,7 @@ class _Joined(io.RawIOBase):
 
     def __init__(self, files: list[Path]) -> None:
         self.files = list(files)
-        self.current: BinaryIO | None = None
+        self.current: io.BufferedReader | None = None
 
     def readable(self) -> bool:
         return True
@@ -88,7 +88,7 @@ class _Joined(io.RawIOBase):
                 if not self.files:
                     return 0
                 self.current = open(self.files.pop(0), "rb")  # noqa: SIM115 - closed below
-            n = self.current.readinto(buffer)
+            n: int = self.current.readinto(buffer)
             if n:
                 return n
             self.current.close()
@@ -101,7 +101,7 @@ class _Joined(io.RawIOBase):
         super().close()
 
 
-def _manifest_member(stream: BinaryIO, path: Path) -> bytes:
+def _manifest_member(stream: IO[bytes], path: Path) -> bytes:
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
