@@ -149,7 +149,7 @@ def _whole_tarball(
                     return None
                 with open(part, "rb") as src:
                     shutil.copyfileobj(src, out, 1 << 20)
-        report.add("parts", "pass", f"{len(parts)} parts re-joined")
+        report.add("parts", "pass", f"{len(parts)} part{'' if len(parts) == 1 else 's'} re-joined")
     sums = path.parent / f"{whole.name}.sha256"
     if sums.is_file():
         if not _check_digest_file(whole, report, "tarball", sums):
