@@ -4,7 +4,8 @@
 host name, os-release, kernel, arch, python, docker presence and every installed package as
 name/epoch/version/release/arch. A plain ``rpm -qa`` listing (``name-version-release.arch`` per
 line) is accepted too; its epochs are unknown and are taken later from a repository package of
-the same name-version-release.arch (else 0, see :meth:`builder.resolve.Solver.install_host`).
+the same name-version-release.arch, else of the same name, else 0 (see
+:meth:`builder.resolve.Solver.install_host`).
 
 The file comes from another machine, carried by hand: its size is bounded, every field is
 checked for type and shape, and the first thing wrong is named in one line. The result is a

@@ -210,9 +210,11 @@ class Solver:
                 if split_evr(s.evr)[1:] == (p.version, p.release)
                 and (p.epoch is None or split_evr(s.evr)[0] == p.epoch)
             ]
-            epoch = p.epoch if p.epoch is not None else (split_evr(exact[0].evr)[0] if exact else 0)
-            evr = f"{epoch}:{p.version}-{p.release}" if epoch else f"{p.version}-{p.release}"
             donor = exact[0] if exact else max(same, key=_EvrKey, default=None)
+            # rpm -qa prints no epoch: the same build's, else its name's (epochs outlive
+            # builds: tar is 2: in every el7 build), else 0
+            epoch = p.epoch if p.epoch is not None else split_evr(donor.evr)[0] if donor else 0
+            evr = f"{epoch}:{p.version}-{p.release}" if epoch else f"{p.version}-{p.release}"
             s = system.add_solvable()
             s.name, s.evr, s.arch = p.name, evr, p.arch
             s.add_deparray(
