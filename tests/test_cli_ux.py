@@ -159,10 +159,10 @@ def test_diff_refuses_a_tarball_without_a_manifest(tmp_path):
         tar.addfile(info, io.BytesIO(data))
     result = airdock("diff", bad, bad)
     assert result.exit_code != 0
-    assert "holds no NAME/manifest.json" in result.stderr
+    assert "holds no NAME/manifest.json" in result.output
     (tmp_path / "junk.tar.gz").write_bytes(b"not a tarball")
     result = airdock("diff", tmp_path / "junk.tar.gz", bad)
-    assert "cannot be read as a bundle tarball" in result.stderr
+    assert "cannot be read as a bundle tarball" in result.output
 
 
 # -- builds against the fixture mirror --------------------------------------------------------
@@ -216,7 +216,7 @@ def test_diff_reads_tarballs_parts_and_join_files(built):
     missing.rename(missing.with_name(missing.name + ".away"))
     try:
         result = airdock("diff", join, folder)
-        assert result.exit_code != 0 and "without gaps" in result.stderr
+        assert result.exit_code != 0 and "without gaps" in result.output
     finally:
         missing.with_name(missing.name + ".away").rename(missing)
 

@@ -65,7 +65,9 @@ def help_options(command: str) -> dict[str, str | None]:
 def installer_options() -> set[str]:
     proc = subprocess.run([sys.executable, str(INSTALLER), "--help"], capture_output=True,
                           text=True, check=True)  # fmt: skip
-    options = proc.stdout.split("options:", 1)[1].split("\n\n", 1)[0]
+    # "options:" from Python 3.10 on, "optional arguments:" before
+    options = re.split(r"^(?:options|optional arguments):$", proc.stdout, flags=re.M)[1]
+    options = options.split("\n\n", 1)[0]
     found = set(re.findall(r"^  (-[-\w]+(?:, -[-\w]+)?)", options, re.M))
     names = {n.strip() for entry in found for n in entry.split(",")}
     return names - {"-h", "--help"}
