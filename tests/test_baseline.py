@@ -188,6 +188,18 @@ def test_a_7_9_core_host_gets_the_core_answer(
     assert nevras(manifest) == root.would_install(DOCS_PACKAGES) == rig.expected_docker_install()
     check = check_on_host(root, manifest, tmp_path, publisher)
     assert check.returncode == 0, check.stdout + check.stderr
+    # `airdock release --baseline-from` answers for the same host
+    result = CliRunner().invoke(
+        app,
+        ["release", *mirror_args, "--no-images", "--output", str(tmp_path / "release"),
+         "--cache-dir", str(tmp_path / "cache"), "--baseline-from", str(host), "--json"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (released,) = (tmp_path / "release").glob("*/manifest.json")
+    released_manifest = json.loads(released.read_text())
+    assert nevras(released_manifest) == nevras(manifest)
+    assert released_manifest["target"]["inventory"] == manifest["target"]["inventory"]
 
 
 # -- the inventory as hostile input (fast) ----------------------------------------------------
