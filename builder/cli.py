@@ -59,24 +59,28 @@ def _reporter_base() -> type:
     return Reporter
 
 
-def terminal_columns() -> int:
-    """stderr's width; 0 when the terminal does not say (``script`` without a size)."""
+def terminal_size() -> tuple[int, int]:
+    """stderr's columns and rows; 0 where the terminal does not say (a pty under ``script``)."""
     import os
 
     try:
-        return os.get_terminal_size(sys.stderr.fileno()).columns
+        size = os.get_terminal_size(sys.stderr.fileno())
     except (OSError, ValueError):
-        return 0
+        return 0, 0
+    return size.columns, size.lines
 
 
-def bar_layout(columns: int) -> dict[str, Any]:
-    """tqdm's layout for a width: a terminal that states no size (a pty under ``script``)
-    would get a 0-column bar, i.e. nothing, so it gets 80; a narrow one gets the numbers
-    without the bar; a normal one follows resizes."""
+def bar_layout(columns: int, rows: int) -> dict[str, Any]:
+    """tqdm's layout for a terminal. One that states no size (a pty under ``script``) would
+    get nothing from tqdm (0 columns, and 0 rows hide every bar), so it gets 80x24; a narrow
+    one gets the numbers without the bar; a normal one follows resizes."""
+    layout: dict[str, Any] = {"nrows": rows or 24}
     if columns == 0:
-        return {"ncols": 80}
+        return {**layout, "ncols": 80}
     if columns < MIN_BAR_COLUMNS:
-        return {"ncols": columns, "bar_format": "{desc}: {percentage:3.0f}% {n_fmt}"}
+        return {**layout, "ncols": columns, "bar_format": "{desc}: {percentage:3.0f}% {n_fmt}"}
+    if rows == 0:
+        return {**layout, "ncols": columns}
     return {"dynamic_ncols": True}
 
 
@@ -104,7 +108,7 @@ class _Bars:
             leave=False,
             file=sys.stderr,
             mininterval=0.2,
-            **bar_layout(terminal_columns()),
+            **bar_layout(*terminal_size()),
         )
         if watch is not None:
             self.stop.clear()

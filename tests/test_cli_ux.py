@@ -34,7 +34,8 @@ def airdock(*args, env=None):
 def script_run(args: list[str], columns: int = 80, check: bool = True) -> str:
     """Run the console script on a pty (``script``), return everything the terminal saw."""
     need("script")
-    command = f"stty cols {columns} rows 24 2>/dev/null; " + shlex.join([AIRDOCK, *args])
+    rows = 24 if columns else 0  # 0 columns: a pty that states no size at all
+    command = f"stty cols {columns} rows {rows} 2>/dev/null; " + shlex.join([AIRDOCK, *args])
     proc = subprocess.run(
         ["script", "-qfec", command, "/dev/null"],
         capture_output=True, timeout=600, env={**os.environ, "TERM": "xterm"},
@@ -73,6 +74,15 @@ def test_text_errors_stay_one_line_on_stderr(tmp_path):
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode != 0 and proc.stdout == ""
     assert proc.stderr.startswith("Error: ") and proc.stderr.count("\n") == 1
+
+
+def test_bar_layout_is_never_empty():
+    from builder.cli import bar_layout
+
+    assert bar_layout(0, 0) == {"nrows": 24, "ncols": 80}
+    assert bar_layout(100, 0) == {"nrows": 24, "ncols": 100}
+    assert bar_layout(20, 30)["ncols"] == 20 and "bar_format" in bar_layout(20, 30)
+    assert bar_layout(120, 40) == {"dynamic_ncols": True}
 
 
 def test_split_fix_and_plural():
@@ -239,6 +249,7 @@ def test_progress_bars_on_a_terminal_and_never_under_json(built, columns, tmp_pa
     tarball = next((tmp_path / "o1").glob("*.tar.gz"))
     verify = script_run(["verify", str(tarball)], columns, check=False)
     assert "checksums:" in verify and "[pass] SHA256SUMS" in verify
+    assert any(line.startswith("tarball:") and "%" in line for line in verify.splitlines())
     quiet = script_run(["build", *args, "--output", str(tmp_path / "o2"), "--json"], columns)
     assert "%" not in quiet and "\r" not in quiet
     assert json.loads(quiet)["ok"] is True
