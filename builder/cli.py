@@ -28,11 +28,12 @@ from .defaults import DEFAULT_IMAGES, DEFAULT_PACKAGES, DEFAULT_TIMEOUT
 from .errors import AirdockError, UsageError
 from .mirrors import PRESETS, MirrorChain, check_arch, check_channel, resolve_chain
 from .names import one_line
+from .report import Reporter
 
 if TYPE_CHECKING:
     from .bundle import BuildResult
-    from .download import Downloader
-    from .plan import Plan, Reporter
+    from .download import Downloader, Stats
+    from .plan import Plan
     from .releaseconfig import ReleaseConfig
 
 app = typer.Typer(
@@ -51,12 +52,6 @@ MIN_BAR_COLUMNS = 40  # narrower terminals (or `script` without a size) get a fi
 def plural(count: int, word: str, many: str | None = None) -> str:
     """``1 part``, ``3 parts``."""
     return f"{count} {word if count == 1 else (many or word + 's')}"
-
-
-def _reporter_base() -> type:
-    from .plan import Reporter
-
-    return Reporter
 
 
 def terminal_size() -> tuple[int, int]:
@@ -141,42 +136,38 @@ class _Bars:
             self.bar = None
 
 
-def console_reporter(quiet: bool) -> Reporter:
-    """Steps as lines on stderr, long steps as one tqdm bar (only on a terminal)."""
-    base = _reporter_base()
+class ConsoleReporter(Reporter):
+    """Steps as lines on stderr, long steps as one tqdm bar (only on a terminal); counts what
+    each long step took from the network and from the cache (for the summary)."""
 
-    class ConsoleReporter(base):  # type: ignore[valid-type,misc]
-        def __init__(self) -> None:
-            self.quiet = quiet
-            self.bars = _Bars(quiet)
-            self.stats: Any = None  # the Downloader's counters, once it exists
-            self.counts: dict[str, tuple[int, int]] = {}  # label -> (downloaded, from cache)
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bars = _Bars(quiet)
+        self.stats: Stats | None = None  # the Downloader's counters, once it exists
+        self.counts: dict[str, tuple[int, int]] = {}  # label -> (downloaded, from cache)
+        self._label = ""
+        self._before = (0, 0)
+
+    def _now(self) -> tuple[int, int]:
+        return (self.stats.fetched, self.stats.from_cache) if self.stats else (0, 0)
+
+    def step(self, message: str) -> None:
+        if not self.quiet:
+            typer.echo(f"==> {one_line(message)}", err=True)
+
+    def bytes_started(self, label: str, total: int, watch: Path | None = None) -> None:
+        self._label, self._before = label, self._now()
+        self.bars.start(label, total, watch)
+
+    def bytes_advanced(self, count: int) -> None:
+        self.bars.advance(count)
+
+    def bytes_finished(self) -> None:
+        self.bars.finish()
+        if self._label:
+            now = self._now()
+            self.counts[self._label] = (now[0] - self._before[0], now[1] - self._before[1])
             self._label = ""
-            self._before = (0, 0)
-
-        def _now(self) -> tuple[int, int]:
-            return (self.stats.fetched, self.stats.from_cache) if self.stats else (0, 0)
-
-        def step(self, message: str) -> None:
-            if not self.quiet:
-                typer.echo(f"==> {one_line(message)}", err=True)
-
-        def bytes_started(self, label: str, total: int, watch: Path | None = None) -> None:
-            self._label, self._before = label, self._now()
-            self.bars.start(label, total, watch)
-
-        def bytes_advanced(self, count: int) -> None:
-            self.bars.advance(count)
-
-        def bytes_finished(self) -> None:
-            self.bars.finish()
-            if self._label:
-                now = self._now()
-                self.counts[self._label] = (now[0] - self._before[0], now[1] - self._before[1])
-                self._label = ""
-
-    reporter: Reporter = ConsoleReporter()
-    return reporter
 
 
 def split_fix(message: str) -> tuple[str, str]:
@@ -438,9 +429,9 @@ def build_cmd(
         from .bundle import build
         from .plan import BuildOptions, make_plan
 
-        reporter = console_reporter(quiet=as_json)
+        reporter = ConsoleReporter(quiet=as_json)
         downloader = make_downloader(cache_dir, reporter, timeout, retries)
-        reporter.stats = downloader.stats  # type: ignore[attr-defined]
+        reporter.stats = downloader.stats
         opts = BuildOptions.from_cli(
             mirror=_chain(mirror, os_mirror, repo_file, channel, downloader),
             output=output,
@@ -470,7 +461,7 @@ def build_cmd(
             return
         result = build(opts, downloader, reporter)
         summary = _summary(result, opts.mirror.name, opts.arch)
-        rpms = reporter.counts.get("RPMs", (0, 0))  # type: ignore[attr-defined]
+        rpms = reporter.counts.get("RPMs", (0, 0))
         summary["downloads"] = {
             "fetched": downloader.stats.fetched,
             "from_cache": downloader.stats.from_cache,
@@ -487,11 +478,15 @@ def build_cmd(
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    raise AssertionError
+    """``82.6 KB``, ``1.2 GB`` (decimal units, as the MB figures elsewhere)."""
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KB", "MB", "GB"):
+        value /= 1000
+        if value < 1000 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def carry_list(result: BuildResult) -> list[str]:
@@ -622,7 +617,7 @@ def release_cmd(
         arches = values["arch"] or ["x86_64"]
         for a in arches:
             check_arch(a)
-        reporter = console_reporter(quiet=as_json)
+        reporter = ConsoleReporter(quiet=as_json)
         downloader = make_downloader(
             values["cache_dir"], reporter, values["timeout"], values["retries"]
         )

@@ -21,6 +21,7 @@ from .download import Downloader
 from .errors import AirdockError, UsageError
 from .mirrors import CENTOS_RELEASE, CENTOS_REPOS, MirrorChain
 from .repodata import Repo, core_group, fetch_records, fetch_repo, group_record
+from .report import Reporter
 from .resolve import Package, Solver, check_version
 
 if TYPE_CHECKING:
@@ -180,24 +181,6 @@ class PinnedKey:
 def tree_size(root: Path) -> int:
     """Bytes of the regular files below ``root`` (a progress bar's total)."""
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-
-
-class Reporter:
-    """What a build tells its user; the CLI subclasses it with tqdm bars."""
-
-    def step(self, message: str) -> None:  # noqa: B027 - optional hook
-        pass
-
-    def bytes_started(self, label: str, total: int, watch: Path | None = None) -> None:  # noqa: B027
-        """A long step of about ``total`` bytes begins; its progress comes as
-        :meth:`bytes_advanced` calls, or (``watch``) as the growth of the files written
-        directly in that folder, for steps such as writing the tarball that have no hook."""
-
-    def bytes_advanced(self, count: int) -> None:  # noqa: B027
-        pass
-
-    def bytes_finished(self) -> None:  # noqa: B027
-        pass
 
 
 def docker_repo_id(channel: str) -> str:
