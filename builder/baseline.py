@@ -67,8 +67,9 @@ class HostBaseline:
     kind: str  # "inventory" | "rpm-qa"
 
     def describe(self) -> str:
-        who = f"host {self.hostname}" if self.hostname else "an rpm -qa listing"
-        return f"{who} ({len(self.packages)} packages)"
+        if self.hostname:
+            return f"host {self.hostname} with {len(self.packages)} packages"
+        return f"an rpm -qa listing of {len(self.packages)} packages"
 
 
 def load_baseline(path: Path) -> HostBaseline:
