@@ -71,7 +71,7 @@ VARIANTS = {
     "host-baseline": (
         lambda m: m["target"].update(
             closure="host",
-            baseline="host h1 (300 packages)",
+            baseline="host h1 with 300 packages",
             inventory={"sha256": "ab" * 32, "hostname": "h1.example", "packages": 300},
         ),
         True,
