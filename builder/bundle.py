@@ -45,10 +45,9 @@ from .manifest import (
     ManifestKey,
     ManifestPackage,
     Publisher,
-    Target,
 )
 from .mirrors import CENTOS_RELEASE, RELEASEVER
-from .plan import BuildOptions, Plan, Reporter, make_plan
+from .plan import BuildOptions, Plan, Reporter, make_plan, manifest_target, tree_size
 from .repowriter import write_repodata
 from .resolve import Package
 from .rpmverify import VENDOR_FINGERPRINTS, Keyring, verify_rpm
@@ -133,7 +132,11 @@ def build(
             reporter.step(f"signing SHA256SUMS with {opts.signer.fingerprint}")
             opts.signer.sign_file(staging / "SHA256SUMS")
         reporter.step("writing the reproducible tarball")
-        digest, artifacts, parts = write_tarball(staging, workdir, plan, opts.split_size)
+        reporter.bytes_started("tarball", tree_size(staging), watch=workdir)
+        try:
+            digest, artifacts, parts = write_tarball(staging, workdir, plan, opts.split_size)
+        finally:
+            reporter.bytes_finished()
         if opts.signer is not None:
             artifacts.append(opts.signer.sign_file(artifacts[-1]))  # the tarball's .sha256
         for path in staging.rglob("*"):
@@ -328,7 +331,11 @@ def pull_images(
     from .images import fetch_images
 
     reporter.step(f"pulling {len(resolved)} image(s) for {opts.arch}")
-    return fetch_images(resolved, opts.arch, staging, workdir / "images", jobs=opts.jobs)
+    reporter.bytes_started("images", sum(i.size for i in resolved))
+    try:
+        return fetch_images(resolved, opts.arch, staging, workdir / "images", jobs=opts.jobs)
+    finally:
+        reporter.bytes_finished()
 
 
 def stamp_version(installer: Path, version: str) -> None:
@@ -373,13 +380,7 @@ def make_manifest(
         created=datetime.fromtimestamp(plan.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         docker_version=plan.docker_version,
         channel=opts.channel,
-        target=Target(
-            os="centos",
-            releasever=RELEASEVER,
-            arch=opts.arch,
-            baseline=f"centos-{CENTOS_RELEASE} @core" if opts.closure == "minimal" else "none",
-            closure=opts.closure,
-        ),
+        target=manifest_target(opts, RELEASEVER, CENTOS_RELEASE),
         requested=list(opts.packages),
         mirror={
             "name": opts.mirror.name,

@@ -2,8 +2,12 @@
 
 Behaviour lives in the library modules (bundle, resolve, download, …); this
 module turns options into a BuildOptions, owns the progress bars, and turns an
-AirdockError into one ``Error:`` line on stderr with a non-zero exit code.
+AirdockError into one ``Error:`` line on stderr with a non-zero exit code (with
+``--json``: an ``{"ok": false, "error": …, "fix": …}`` object on stdout).
 Tracebacks are shown only with ``--debug``.
+
+Start-up is kept light: ``airdock --help`` imports typer and the standard library; requests,
+libsolv, createrepo_c, sequoia and tqdm are imported by the command that needs them.
 """
 
 from __future__ import annotations
@@ -12,43 +16,25 @@ import json
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
-from tqdm import tqdm
 
 from . import __version__
-from .bundle import BuildResult, build
-from .diff import diff_manifests, format_diff, load_manifest
-from .download import DEFAULT_TIMEOUT, Cache, Downloader
+from .defaults import DEFAULT_IMAGES, DEFAULT_PACKAGES, DEFAULT_TIMEOUT
 from .errors import AirdockError, UsageError
-from .mirrors import (
-    PRESETS,
-    MirrorChain,
-    check_arch,
-    check_channel,
-    mirror_from_repo_file,
-    resolve_chain,
-)
+from .mirrors import PRESETS, MirrorChain, check_arch, check_channel, resolve_chain
 from .names import one_line
-from .plan import (
-    DEFAULT_IMAGES,
-    DEFAULT_PACKAGES,
-    BuildOptions,
-    Plan,
-    Reporter,
-    default_cache_dir,
-    existing_file,
-    list_versions,
-    make_plan,
-)
-from .release import release, release_rows
-from .split import part_size, resplit
+from .report import Reporter
 
 if TYPE_CHECKING:
-    pass
+    from .bundle import BuildResult
+    from .download import Downloader, Stats
+    from .plan import Plan
+    from .releaseconfig import ReleaseConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -60,64 +46,167 @@ app = typer.Typer(
 
 T = TypeVar("T")
 DEBUG = False
+MIN_BAR_COLUMNS = 40  # narrower terminals (or `script` without a size) get a fixed-width bar
 
 
-class ConsoleReporter(Reporter):
-    """Steps as lines on stderr, downloads as one tqdm bar (only on a terminal)."""
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 part``, ``3 parts``."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def terminal_size() -> tuple[int, int]:
+    """stderr's columns and rows; 0 where the terminal does not say (a pty under ``script``)."""
+    import os
+
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return 0, 0
+    return size.columns, size.lines
+
+
+def bar_layout(columns: int, rows: int) -> dict[str, Any]:
+    """tqdm's layout for a terminal. One that states no size (a pty under ``script``) would
+    get nothing from tqdm (0 columns, and 0 rows hide every bar), so it gets 80x24; a narrow
+    one gets the numbers without the bar; a normal one follows resizes."""
+    layout: dict[str, Any] = {"nrows": rows or 24}
+    if columns == 0:
+        return {**layout, "ncols": 80}
+    if columns < MIN_BAR_COLUMNS:
+        return {**layout, "ncols": columns, "bar_format": "{desc}: {percentage:3.0f}% {n_fmt}"}
+    if rows == 0:
+        return {**layout, "ncols": columns}
+    return {"dynamic_ncols": True}
+
+
+class _Bars:
+    """tqdm bars on stderr, only on a terminal and never under --json."""
 
     def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar: tqdm | None = None
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.bar: Any = None
+        self.watcher: threading.Thread | None = None
+        self.stop = threading.Event()
 
-    def step(self, message: str) -> None:
-        if not self.quiet:
-            typer.echo(f"==> {one_line(message)}", err=True)
+    def start(self, label: str, total: int, watch: Path | None = None) -> None:
+        self.finish()
+        if not self.enabled:
+            return
+        from tqdm import tqdm
 
-    def bytes_started(self, label: str, total: int) -> None:
         self.bar = tqdm(
-            total=total,
+            total=total or None,
             unit="B",
             unit_scale=True,
+            unit_divisor=1024,
             desc=label,
             leave=False,
-            disable=self.quiet or not sys.stderr.isatty(),
             file=sys.stderr,
+            mininterval=0.2,
+            **bar_layout(*terminal_size()),
         )
+        if watch is not None:
+            self.stop.clear()
+            self.watcher = threading.Thread(target=self._watch, args=(watch,), daemon=True)
+            self.watcher.start()
 
-    def bytes_advanced(self, count: int) -> None:
+    def _watch(self, folder: Path) -> None:
+        """Progress of a step without a hook: the growth of the files it writes."""
+        seen = 0
+        while not self.stop.wait(0.25):
+            try:
+                now = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+            except OSError:
+                continue
+            if now > seen and self.bar is not None:
+                self.bar.update(now - seen)
+                seen = now
+
+    def advance(self, count: int) -> None:
         if self.bar is not None:
             self.bar.update(count)
 
-    def bytes_finished(self) -> None:
+    def finish(self) -> None:
+        if self.watcher is not None:
+            self.stop.set()
+            self.watcher.join()
+            self.watcher = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
 
-def run(action: Callable[[], T]) -> T:
-    """Run a command body, turning AirdockError into one line and an exit code."""
+class ConsoleReporter(Reporter):
+    """Steps as lines on stderr, long steps as one tqdm bar (only on a terminal); counts what
+    each long step took from the network and from the cache (for the summary)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bars = _Bars(quiet)
+        self.stats: Stats | None = None  # the Downloader's counters, once it exists
+        self.counts: dict[str, tuple[int, int]] = {}  # label -> (downloaded, from cache)
+        self._label = ""
+        self._before = (0, 0)
+
+    def _now(self) -> tuple[int, int]:
+        return (self.stats.fetched, self.stats.from_cache) if self.stats else (0, 0)
+
+    def step(self, message: str) -> None:
+        if not self.quiet:
+            typer.echo(f"==> {one_line(message)}", err=True)
+
+    def bytes_started(self, label: str, total: int, watch: Path | None = None) -> None:
+        self._label, self._before = label, self._now()
+        self.bars.start(label, total, watch)
+
+    def bytes_advanced(self, count: int) -> None:
+        self.bars.advance(count)
+
+    def bytes_finished(self) -> None:
+        self.bars.finish()
+        if self._label:
+            now = self._now()
+            self.counts[self._label] = (now[0] - self._before[0], now[1] - self._before[1])
+            self._label = ""
+
+
+def split_fix(message: str) -> tuple[str, str]:
+    """An error line is "what went wrong; what to do": the two halves for --json."""
+    problem, sep, fix = one_line(message).rpartition("; ")
+    return (problem, fix) if sep else (fix, "")
+
+
+def fail(message: str, code: int, as_json: bool) -> typer.Exit:
+    if as_json:
+        error, fix = split_fix(message)
+        document = {"ok": False, "error": error, "fix": fix, "exit_code": code}
+        typer.echo(json.dumps(document, indent=2, sort_keys=True))
+    else:
+        typer.echo(f"Error: {one_line(message)}", err=True)
+    return typer.Exit(code)
+
+
+def run(action: Callable[[], T], as_json: bool = False) -> T:
+    """Run a command body, turning AirdockError into one line (or a JSON error object on
+    stdout with ``--json``) and an exit code."""
     try:
         return action()
     except AirdockError as exc:
         if DEBUG:
             raise
-        typer.echo(f"Error: {one_line(str(exc))}", err=True)
-        raise typer.Exit(exc.exit_code) from None
+        raise fail(str(exc), exc.exit_code, as_json) from None
     except OSError as exc:  # the machine said no: permissions, a full disk, a file in the way
         if DEBUG:
             raise
         where = f" ({exc.filename})" if exc.filename else ""
-        typer.echo(
-            one_line(
-                f"Error: {exc.strerror or exc}{where}; check the path, its permissions and free "
-                "space (nothing was written under a final name)"
-            ),
-            err=True,
-        )
-        raise typer.Exit(1) from None
+        raise fail(
+            f"{exc.strerror or exc}{where}; check the path, its permissions and free "
+            "space (nothing was written under a final name)",
+            1,
+            as_json,
+        ) from None
     except KeyboardInterrupt:
-        typer.echo("Error: interrupted; nothing was written under a final name", err=True)
-        raise typer.Exit(130) from None
+        raise fail("interrupted; nothing was written under a final name", 130, as_json) from None
 
 
 def make_downloader(
@@ -126,6 +215,9 @@ def make_downloader(
     timeout: float = DEFAULT_TIMEOUT,
     retries: int = 3,
 ) -> Downloader:
+    from .download import Cache, Downloader
+    from .plan import default_cache_dir
+
     if timeout <= 0:
         raise UsageError(f"--timeout {timeout:g} must be more than 0 seconds")
     if retries < 0:
@@ -158,7 +250,8 @@ def _root(
     DEBUG = debug
 
 
-# Options shared by `build` and `release` (typer reads the defaults; one definition each).
+# Options shared by the commands (typer reads the defaults; one definition each). Metavars:
+# UPPER-CASE for a value to fill in, lower-case a|b for a choice among literal words.
 OPT_OS_MIRROR = typer.Option(
     None,
     "--os-mirror",
@@ -168,8 +261,9 @@ OPT_OS_MIRROR = typer.Option(
 OPT_DOCKER_VERSION = typer.Option(
     None, "--docker-version", metavar="VERSION", help="docker-ce version; default newest."
 )
+OPT_ARCH = typer.Option("x86_64", "--arch", metavar="x86_64|aarch64", help="Target architecture.")
 OPT_CHANNEL = typer.Option(
-    "stable", metavar="CHANNEL", help="docker-ce channel: stable, test, nightly."
+    "stable", "--channel", metavar="stable|test|nightly", help="docker-ce channel."
 )
 OPT_PACKAGE = typer.Option(
     None,
@@ -179,14 +273,24 @@ OPT_PACKAGE = typer.Option(
 )
 OPT_CLOSURE = typer.Option(
     "minimal",
+    "--closure",
     metavar="minimal|full",
     help="minimal: what a CentOS 7.9 @core host lacks; full: the whole dependency closure.",
 )
-OPT_OUTPUT = typer.Option(Path("bundles"), metavar="DIR", help="Folder the bundle is written to.")
+OPT_BASELINE_FROM = typer.Option(
+    None,
+    "--baseline-from",
+    metavar="FILE",
+    help="The target's inventory (`./install.sh inventory -o host.json`, or `rpm -qa` output): "
+    "bundle exactly what yum install adds on that host.",
+)
+OPT_OUTPUT = typer.Option(
+    Path("bundles"), "--output", metavar="DIR", help="Folder the bundle is written to."
+)
 OPT_CACHE_DIR = typer.Option(
     None, "--cache-dir", metavar="DIR", help="Download cache; default ~/.cache/airdock."
 )
-OPT_JOBS = typer.Option(4, metavar="N", help="Parallel downloads.")
+OPT_JOBS = typer.Option(4, "--jobs", metavar="N", help="Parallel downloads.")
 OPT_GPG_KEY = typer.Option(
     None,
     "--gpg-key",
@@ -208,7 +312,8 @@ OPT_REGISTRY_USER = typer.Option(
     None,
     "--registry-user",
     metavar="USER",
-    help="Registry user; password from AIRDOCK_REGISTRY_PASSWORD.",
+    help="Registry user; password from AIRDOCK_REGISTRY_PASSWORD. Without it, credentials "
+    "come from ~/.docker/config.json when it has the registry.",
 )
 OPT_ALLOW_DRIFT = typer.Option(
     False, "--allow-mirror-drift", help="Warn instead of failing when mirrors disagree."
@@ -220,7 +325,7 @@ OPT_SPLIT = typer.Option(
     help="Write the tarball as parts of this size (e.g. 3900M for FAT32; 4G or more "
     "needs exFAT/NTFS).",
 )
-OPT_JSON = typer.Option(False, "--json", help="Machine-readable summary on stdout.")
+OPT_JSON = typer.Option(False, "--json", help="Machine-readable output on stdout (errors too).")
 OPT_TIMEOUT = typer.Option(
     DEFAULT_TIMEOUT,
     "--timeout",
@@ -256,6 +361,8 @@ def _chain(
     downloader: Downloader,
 ) -> MirrorChain:
     """--repo-file (first, when given) and --mirror as one fallback chain."""
+    from .mirrors import mirror_from_repo_file
+
     mirrors = (
         resolve_chain(mirror or "docker", os_mirror).mirrors if mirror or not repo_file else ()
     )
@@ -279,9 +386,10 @@ def _chain(
 def build_cmd(
     mirror: Optional[str] = typer.Option(
         None,
+        "--mirror",
         metavar="NAME|URL[,…]",
-        help="Preset name or URL prefix replacing https://download.docker.com; "
-        "a,b = per-file fallback. Default: docker.",
+        help="Preset name (any case; get.docker.com's Aliyun, AzureChinaCloud too) or URL "
+        "prefix replacing https://download.docker.com; a,b = per-file fallback. Default: docker.",
     ),
     os_mirror: Optional[str] = OPT_OS_MIRROR,
     repo_file: Optional[str] = typer.Option(
@@ -291,12 +399,11 @@ def build_cmd(
         help="A docker-ce.repo file (path or URL) giving the baseurl.",
     ),
     docker_version: Optional[str] = OPT_DOCKER_VERSION,
-    arch: str = typer.Option(
-        "x86_64", metavar="ARCH", help="Target architecture: x86_64 or aarch64."
-    ),
+    arch: str = OPT_ARCH,
     channel: str = OPT_CHANNEL,
     package: Optional[list[str]] = OPT_PACKAGE,
     closure: str = OPT_CLOSURE,
+    baseline_from: Optional[Path] = OPT_BASELINE_FROM,
     output: Path = OPT_OUTPUT,
     cache_dir: Optional[Path] = OPT_CACHE_DIR,
     jobs: int = OPT_JOBS,
@@ -319,8 +426,12 @@ def build_cmd(
     """Resolve, download and verify Docker CE for CentOS 7 into a checksummed bundle."""
 
     def body() -> None:
+        from .bundle import build
+        from .plan import BuildOptions, make_plan
+
         reporter = ConsoleReporter(quiet=as_json)
         downloader = make_downloader(cache_dir, reporter, timeout, retries)
+        reporter.stats = downloader.stats
         opts = BuildOptions.from_cli(
             mirror=_chain(mirror, os_mirror, repo_file, channel, downloader),
             output=output,
@@ -341,6 +452,7 @@ def build_cmd(
             no_wait=no_wait,
             sign_key=sign_key,
             warn=_warn,
+            baseline_from=baseline_from,
         )
         if dry_run:
             with tempfile.TemporaryDirectory(prefix="airdock-plan-") as tmp:
@@ -349,34 +461,96 @@ def build_cmd(
             return
         result = build(opts, downloader, reporter)
         summary = _summary(result, opts.mirror.name, opts.arch)
+        rpms = reporter.counts.get("RPMs", (0, 0))
         summary["downloads"] = {
             "fetched": downloader.stats.fetched,
             "from_cache": downloader.stats.from_cache,
             "bytes": downloader.stats.network_bytes,
+            "rpms": {"downloaded": rpms[0], "from_cache": rpms[1]},
         }
         if as_json:
             typer.echo(json.dumps(summary, indent=2, sort_keys=True))
             return
-        typer.echo(f"bundle:  {result.folder}/")
-        for path in result.parts or [result.tarball]:
-            typer.echo(f"{'part' if result.parts else 'tarball'}: {path}")
-        typer.echo(
-            f"sha256:  {result.tarball_sha256}  ({summary['packages']} RPMs, "
-            f"{summary['images']} image(s); {downloader.stats.fetched} downloaded, "
-            f"{downloader.stats.from_cache} from cache)"
-        )
         signed = f"signed by {opts.signer.fingerprint}" if opts.signer else "unsigned"
-        typer.echo(f"SHA256SUMS sha256: {summary['sha256sums_sha256']}  ({signed}: publish it "
-                   "with the tarball's .sha256 so operators can compare)")  # fmt: skip
+        typer.echo(summary_text(result, summary, signed))
 
-    run(body)
+    run(body, as_json)
+
+
+def _size(n: int) -> str:
+    """``82.6 KB``, ``1.2 GB`` (decimal units, as the MB figures elsewhere)."""
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KB", "MB", "GB"):
+        value /= 1000
+        if value < 1000 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def carry_list(result: BuildResult) -> list[str]:
+    """The files an operator carries to the target, named from the BuildResult."""
+    from .split import join_file_name
+
+    name = result.tarball.name
+    if result.parts:
+        return [
+            *(p.name for p in result.parts),
+            *(f"{p.name}.sha256" for p in result.parts),
+            join_file_name(name),
+            f"{name}.sha256",
+        ]
+    return [name, f"{name}.sha256"]
+
+
+def summary_text(result: BuildResult, summary: dict[str, Any], signed: str) -> str:
+    """What happened (sizes, what the counts mean) and what to do next."""
+    import shlex
+
+    from .split import join_file_name
+
+    files = result.parts or [result.tarball]
+    size = sum(f.stat().st_size for f in files)
+    downloads = summary["downloads"]["rpms"]
+    rpms = summary["packages"]
+    lines = [f"bundle:   {result.folder}/"]
+    if result.parts:
+        lines.append(
+            f"parts:    {plural(len(result.parts), 'part')} of {result.tarball.name} in "
+            f"{result.tarball.parent}/, {_size(size)} in all"
+        )
+    else:
+        lines.append(f"tarball:  {result.tarball} ({_size(size)})")
+    lines += [
+        f"sha256:   {result.tarball_sha256}",
+        f"contents: {plural(rpms, 'RPM')} ({downloads['downloaded']} downloaded, "
+        f"{downloads['from_cache']} from cache), {plural(summary['images'], 'image')}",
+        f"SHA256SUMS sha256: {summary['sha256sums_sha256']} ({signed}: publish it with the "
+        "tarball's .sha256 so operators can compare)",
+        "",
+        "Next: carry these files from " + str(result.tarball.parent) + "/ to the target:",
+        "  " + "  ".join(carry_list(result)),
+        "then run there:",
+    ]
+    name = shlex.quote(result.tarball.name)
+    if result.parts:
+        lines.append(f"  sh {shlex.quote(join_file_name(result.tarball.name))}   "
+                     "# checks the parts, re-joins and checks the tarball")  # fmt: skip
+    lines += [
+        f"  sha256sum -c {name}.sha256 && tar xf {name}",
+        f"  cd {shlex.quote(result.folder.name)} && sudo ./install.sh",
+    ]
+    return "\n".join(lines)
 
 
 def _summary(result: BuildResult, mirror: str, arch: str) -> dict[str, Any]:
     return {
+        "ok": True,
         "bundle": str(result.folder),
         "tarball": str(result.tarball),
         "parts": [str(p) for p in result.parts],
+        "carry": carry_list(result),
         "tarball_sha256": result.tarball_sha256,
         "docker_version": result.manifest.docker_version,
         "arch": arch,
@@ -385,23 +559,35 @@ def _summary(result: BuildResult, mirror: str, arch: str) -> dict[str, Any]:
         "images": len(result.manifest.images),
         "sha256sums_sha256": result.sha256sums_sha256,
         "publisher": result.manifest.publisher.fingerprint if result.manifest.publisher else None,
+        "baseline": result.manifest.target.baseline,
     }
 
 
 @app.command("release")
 def release_cmd(
-    mirror: list[str] = typer.Option(
-        ..., "--mirror", metavar="NAME|URL", help="Mirror (repeatable): one bundle each."
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(
+        None,
+        "--config",
+        metavar="FILE",
+        help="A release.toml giving any option below (flags given here win); its sha256 is "
+        "recorded in RELEASES.json.",
     ),
-    arch: list[str] = typer.Option(
-        ["x86_64"], "--arch", metavar="ARCH", help="Architecture (repeatable)."
+    mirror: Optional[list[str]] = typer.Option(
+        None, "--mirror", metavar="NAME|URL", help="Mirror (repeatable): one bundle each."
+    ),
+    arch: Optional[list[str]] = typer.Option(
+        None, "--arch", metavar="x86_64|aarch64", help="Architecture (repeatable); default x86_64."
     ),
     os_mirror: Optional[str] = OPT_OS_MIRROR,
     docker_version: Optional[str] = OPT_DOCKER_VERSION,
     channel: str = OPT_CHANNEL,
     package: Optional[list[str]] = OPT_PACKAGE,
     closure: str = OPT_CLOSURE,
-    output: Path = typer.Option(Path("bundles"), help="Folder the release is written to."),
+    baseline_from: Optional[Path] = OPT_BASELINE_FROM,
+    output: Path = typer.Option(
+        Path("bundles"), "--output", metavar="DIR", help="Folder the release is written to."
+    ),
     cache_dir: Optional[Path] = OPT_CACHE_DIR,
     jobs: int = OPT_JOBS,
     gpg_key: Optional[list[str]] = OPT_GPG_KEY,
@@ -418,62 +604,109 @@ def release_cmd(
     as_json: bool = OPT_JSON,
 ) -> None:
     """Build one reproducible bundle per (mirror, arch) and write RELEASES.json/.md."""
+    given = dict(ctx.params)
 
     def body() -> None:
-        reporter = ConsoleReporter(quiet=as_json)
-        downloader = make_downloader(cache_dir, reporter, timeout, retries)
-        for a in arch:
+        from .plan import BuildOptions
+        from .release import release, release_rows
+
+        values, cfg = _release_values(ctx, given, config)
+        mirrors = values["mirror"]
+        if not mirrors:
+            raise UsageError("give at least one --mirror (or `mirror = [...]` in --config)")
+        arches = values["arch"] or ["x86_64"]
+        for a in arches:
             check_arch(a)
-        base = BuildOptions.from_cli(
-            mirror=resolve_chain(mirror[0], os_mirror),
-            output=output,
-            cache_dir=cache_dir,
-            arch=arch[0],
-            channel=channel,
-            docker_version=docker_version,
-            packages=package,
-            closure=closure,
-            jobs=jobs,
-            gpg_keys=gpg_key,
-            images=image,
-            no_images=no_images,
-            registry_mirror=registry_mirror,
-            registry_user=registry_user,
-            allow_mirror_drift=allow_mirror_drift,
-            split_size=split_size,
-            no_wait=no_wait,
-            sign_key=sign_key,
-            warn=_warn,
+        reporter = ConsoleReporter(quiet=as_json)
+        downloader = make_downloader(
+            values["cache_dir"], reporter, values["timeout"], values["retries"]
         )
-        entries = release(base, mirror, arch, os_mirror, downloader, reporter)
+        base = BuildOptions.from_cli(
+            mirror=resolve_chain(mirrors[0], values["os_mirror"]),
+            output=Path(values["output"]),
+            cache_dir=values["cache_dir"],
+            arch=arches[0],
+            channel=values["channel"],
+            docker_version=values["docker_version"],
+            packages=values["package"],
+            closure=values["closure"],
+            jobs=values["jobs"],
+            gpg_keys=values["gpg_key"],
+            images=values["image"],
+            no_images=values["no_images"],
+            registry_mirror=values["registry_mirror"],
+            registry_user=values["registry_user"],
+            allow_mirror_drift=values["allow_mirror_drift"],
+            split_size=values["split_size"],
+            no_wait=values["no_wait"],
+            sign_key=values["sign_key"],
+            warn=_warn,
+            baseline_from=values["baseline_from"],
+        )
+        if base.host is not None and base.host.arch and set(arches) != {base.host.arch}:
+            raise UsageError(
+                f"--baseline-from is a {base.host.arch} host; release only --arch {base.host.arch}"
+            )
+        entries = release(
+            base,
+            mirrors,
+            arches,
+            values["os_mirror"],
+            downloader,
+            reporter,
+            config=cfg.record() if cfg else None,
+        )
         rows = release_rows(entries)
         if as_json:
-            typer.echo(json.dumps({"artifacts": rows}, indent=2, sort_keys=True))
+            typer.echo(json.dumps({"ok": True, "artifacts": rows}, indent=2, sort_keys=True))
             return
         for row in rows:
-            typer.echo(f"{row['artifact']}  {row['size'] / 1e6:.1f} MB  sha256 {row['sha256']}")
-        typer.echo(f"wrote {output / 'RELEASES.json'} and {output / 'RELEASES.md'}")
+            typer.echo(f"{row['artifact']}  {_size(row['size'])}  sha256 {row['sha256']}")
+        typer.echo(f"wrote {base.output / 'RELEASES.json'} and {base.output / 'RELEASES.md'}")
 
-    run(body)
+    run(body, as_json)
+
+
+def _release_values(
+    ctx: typer.Context, given: dict[str, Any], config: Path | None
+) -> tuple[dict[str, Any], ReleaseConfig | None]:
+    """The options of a release: a flag on the command line wins, then the --config file,
+    then the option's default."""
+    values = {k: v for k, v in given.items() if k not in ("config", "as_json")}
+    if config is None:
+        return values, None
+    from .releaseconfig import load_release_config
+
+    cfg = load_release_config(config)
+    for key, value in cfg.values.items():
+        source = ctx.get_parameter_source(key)
+        if source is None or source.name != "COMMANDLINE":
+            values[key] = Path(value) if key in ("output", "cache_dir", "baseline_from") else value
+    return values, cfg
 
 
 @app.command("split")
 def split_cmd(
-    tarball: Path = typer.Argument(..., help="A bundle tarball with its .sha256 beside it."),
+    tarball: Path = typer.Argument(
+        ..., metavar="TARBALL", help="A bundle tarball with its .sha256 beside it."
+    ),
     size: str = typer.Option(
         ..., "--size", metavar="SIZE", help="Part size, e.g. 3900M for FAT32 or 650M for a CD."
     ),
     output: Optional[Path] = typer.Option(
-        None, metavar="DIR", help="Folder for the parts; default the tarball's folder."
+        None, "--output", metavar="DIR", help="Folder for the parts; default the tarball's folder."
     ),
     as_json: bool = OPT_JSON,
 ) -> None:
     """Split an existing bundle tarball into parts (checked against its .sha256 first)."""
 
     def body() -> None:
+        from .split import part_size, resplit
+
         result = resplit(tarball, part_size(size, "--size", _warn), output)
         if as_json:
             summary = {
+                "ok": True,
                 "tarball": str(result.tarball),
                 "tarball_sha256": result.tarball_sha256,
                 "parts": [str(p) for p in result.parts],
@@ -485,39 +718,52 @@ def split_cmd(
         for path in result.parts:
             typer.echo(f"part:    {path}")
         typer.echo(f"join:    {result.join}")
-        typer.echo(f"sha256:  {result.tarball_sha256}  ({len(result.parts)} parts)")
+        typer.echo(f"sha256:  {result.tarball_sha256}  ({plural(len(result.parts), 'part')})")
 
-    run(body)
+    run(body, as_json)
 
 
 @app.command("diff")
 def diff_cmd(
-    old: Path = typer.Argument(..., help="The older bundle folder."),
-    new: Path = typer.Argument(..., help="The newer bundle folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    old: Path = typer.Argument(
+        ..., metavar="OLD", help="The older bundle: folder, tarball, a part or NAME.JOIN.txt."
+    ),
+    new: Path = typer.Argument(
+        ..., metavar="NEW", help="The newer bundle: folder, tarball, a part or NAME.JOIN.txt."
+    ),
+    as_json: bool = OPT_JSON,
 ) -> None:
     """Show what changed between two bundles: packages, images, size."""
 
     def body() -> None:
+        from .diff import diff_manifests, format_diff, load_manifest
+
         d = diff_manifests(load_manifest(old), load_manifest(new))
         typer.echo(json.dumps(d, indent=2, sort_keys=True) if as_json else format_diff(d))
 
-    run(body)
+    run(body, as_json)
 
 
 @app.command("verify")
 def verify_cmd(
-    path: Path = typer.Argument(..., help="A bundle folder, its tarball, a part or JOIN.txt."),
+    path: Path = typer.Argument(
+        ..., metavar="PATH", help="A bundle folder, its tarball, a part or NAME.JOIN.txt."
+    ),
     key: Optional[list[Path]] = typer.Option(
         None, "--key", metavar="FILE", help="The publisher's public key to trust (repeatable)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = OPT_JSON,
 ) -> None:
     """Check a bundle offline as the target would: checksums, signature, RPMs, images."""
-    from .verify import verify_path
 
     def body() -> None:
-        report = verify_path(path, [existing_file(str(k), "--key") for k in key or []])
+        from .plan import existing_file
+        from .verify import verify_path
+
+        bars = _Bars(quiet=as_json)
+        report = verify_path(
+            path, [existing_file(str(k), "--key") for k in key or []], progress=bars
+        )
         if as_json:
             typer.echo(json.dumps(report.as_dict(), indent=2, sort_keys=True))
         else:
@@ -528,7 +774,7 @@ def verify_cmd(
         if not report.ok:
             raise typer.Exit(1)
 
-    run(body)
+    run(body, as_json)
 
 
 def _print_plan(plan: Plan, as_json: bool) -> None:
@@ -545,6 +791,7 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
     images = [i.describe() for i in plan.images]
     if as_json:
         document = {
+            "ok": True,
             "name": plan.name,
             "docker_version": plan.docker_version,
             "baseline": plan.baseline,
@@ -557,29 +804,33 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
         typer.echo(json.dumps(document, indent=2))
         return
     typer.echo(
-        f"{plan.name}: {len(rows)} RPMs, {len(images)} image(s), "
-        f"{plan.download_size / 1e6:.1f} MB to download"
+        f"{plan.name}: {plural(len(rows), 'RPM')}, {plural(len(images), 'image')}, "
+        f"{_size(plan.download_size)} to download"
     )
     for row in rows:
         typer.echo(f"  {row['nevra']:<60} {row['repo']}")
     for image in images:
         typer.echo(
             f"  {image['reference']} ({image['platform']}) -> {image['manifest_digest']}, "
-            f"{image['size'] / 1e6:.1f} MB"
+            f"{_size(image['size'])}"
         )
 
 
 @app.command("versions")
 def versions_cmd(
-    mirror: str = typer.Option("docker", help="Preset name or URL prefix."),
-    arch: str = typer.Option("x86_64", help="x86_64 or aarch64."),
-    channel: str = typer.Option("stable", help="stable, test or nightly."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+    mirror: str = typer.Option(
+        "docker", "--mirror", metavar="NAME|URL", help="Preset name or URL prefix."
+    ),
+    arch: str = OPT_ARCH,
+    channel: str = OPT_CHANNEL,
+    cache_dir: Optional[Path] = OPT_CACHE_DIR,
+    as_json: bool = OPT_JSON,
 ) -> None:
     """List the docker-ce versions the mirror really has, newest first."""
 
     def body() -> None:
+        from .plan import BuildOptions, default_cache_dir, list_versions
+
         opts = BuildOptions(
             mirror=resolve_chain(mirror),
             output=Path("."),
@@ -591,11 +842,11 @@ def versions_cmd(
             found = list_versions(opts, make_downloader(opts.cache_dir), Path(tmp))
         typer.echo(json.dumps(found) if as_json else "\n".join(found))
 
-    run(body)
+    run(body, as_json)
 
 
 @app.command("mirrors")
-def mirrors_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def mirrors_cmd(as_json: bool = OPT_JSON) -> None:
     """Show the mirror presets with their docker-ce and CentOS-vault URLs."""
     rows = [{"name": m.name, "docker_ce": m.docker_ce, "os": m.os} for m in PRESETS.values()]
     if as_json:
@@ -610,8 +861,24 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    """The console script: with --json, even a usage error (unknown option, bad value) is a
+    JSON error object on stdout."""
     signal.signal(signal.SIGTERM, _terminate)
-    app(prog_name="airdock")
+    if "--json" not in sys.argv[1:]:
+        app(prog_name="airdock")
+        return
+    try:
+        code = app(prog_name="airdock", standalone_mode=False)
+    except Exception as exc:  # click's UsageError/BadParameter (typer may vendor click)
+        if type(exc).__name__ == "Abort":
+            code = fail("interrupted; nothing was written under a final name", 130, True).exit_code
+        elif hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            command = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
+            fix = f"see `airdock {command} --help`".replace("  ", " ")
+            code = fail(f"{exc.format_message()}; {fix}", exc.exit_code, True).exit_code
+        else:
+            raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ _PATTERNS = {
     "image_file": r"^images/[A-Za-z0-9_.+-]+\.tar$",
     "key_file": r"^keys/[A-Za-z0-9_.+-]+\.asc$",
     "digest": r"^sha256:[0-9a-f]{64}$|^sha512:[0-9a-f]{128}$",
+    "hostname": r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$",
 }
 
 
@@ -105,12 +106,22 @@ class ManifestImage:
 
 
 @dataclass(frozen=True)
+class HostInventory:
+    """The host a ``--baseline-from`` build was made for: its inventory file and host name."""
+
+    sha256: str = field(metadata=_meta("sha256"))
+    hostname: Optional[str] = field(default=None, metadata=_meta("hostname"))
+    packages: int = field(default=0, metadata=_meta(minimum=0))
+
+
+@dataclass(frozen=True)
 class Target:
     os: str
     releasever: str
     arch: str = field(metadata=_meta("arch"))
     baseline: str
     closure: str
+    inventory: Optional[HostInventory] = None  # only for builds made --baseline-from a host
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,10 @@ class BundleManifest:
         for key in ("publisher", "sbom"):
             if data[key] is None:
                 del data[key]
+        if data["target"].get("inventory") is None:
+            del data["target"]["inventory"]
+        elif data["target"]["inventory"].get("hostname") is None:
+            del data["target"]["inventory"]["hostname"]
         if data["installer"].get("format") is None:
             del data["installer"]["format"]
         return data

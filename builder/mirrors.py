@@ -133,6 +133,26 @@ PRESETS: dict[str, Mirror] = {
 }
 
 
+# get.docker.com's --mirror spellings (Aliyun, AzureChinaCloud): Azure China carries docker-ce
+# but no CentOS vault, so it keeps the official vault (docs/el7-facts.md, "Mirror presets").
+GET_DOCKER_SPELLINGS = {
+    "azurechinacloud": Mirror(
+        "azurechinacloud", "https://mirror.azure.cn/docker-ce", OFFICIAL_VAULT
+    ),
+}
+
+
+def preset(name: str) -> Mirror | None:
+    """The preset a name spells, case-insensitively (``Aliyun`` is ``aliyun``), or None."""
+    key = name.strip().lower()
+    return PRESETS.get(key) or GET_DOCKER_SPELLINGS.get(key)
+
+
+def _os_prefix(os_mirror: str) -> str:
+    found = preset(os_mirror)
+    return found.os if found else _prefix(os_mirror, "--os-mirror")
+
+
 def _prefix(value: str, option: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.path):
@@ -163,15 +183,14 @@ def resolve_mirror(mirror: str = "docker", os_mirror: str | None = None) -> Mirr
     ``os_mirror`` (optional) overrides the CentOS vault prefix; a URL ``mirror``
     without ``os_mirror`` keeps the official vault.
     """
-    if mirror in PRESETS:
-        base = PRESETS[mirror]
+    found = preset(mirror)
+    if found is not None:
+        base = found
     else:
         docker = _prefix(mirror, "--mirror")
         base = Mirror(_name_for(docker), docker, OFFICIAL_VAULT)
     if os_mirror:
-        os_prefix = (
-            PRESETS[os_mirror].os if os_mirror in PRESETS else _prefix(os_mirror, "--os-mirror")
-        )
+        os_prefix = _os_prefix(os_mirror)
         base = Mirror(base.name, base.docker_ce, os_prefix, base.docker_repo_template)
     return base
 
@@ -203,11 +222,7 @@ def mirror_from_repo_file(
     upstream = re.fullmatch(
         r"(.+)/linux/centos/\$releasever/\$basearch/" + re.escape(channel), baseurl
     )
-    os_prefix = (
-        (PRESETS[os_mirror].os if os_mirror in PRESETS else _prefix(os_mirror, "--os-mirror"))
-        if os_mirror
-        else OFFICIAL_VAULT
-    )
+    os_prefix = _os_prefix(os_mirror) if os_mirror else OFFICIAL_VAULT
     if upstream:
         prefix = _prefix(upstream.group(1), "--repo-file baseurl")
         return Mirror(_name_for(prefix), prefix, os_prefix)

@@ -15,25 +15,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .consistency import chain_drift, raise_on_drift
+from .defaults import DEFAULT_IMAGES, DEFAULT_PACKAGES
 from .digests import STRONG
 from .download import Downloader
 from .errors import AirdockError, UsageError
 from .mirrors import CENTOS_RELEASE, CENTOS_REPOS, MirrorChain
 from .repodata import Repo, core_group, fetch_records, fetch_repo, group_record
+from .report import Reporter
 from .resolve import Package, Solver, check_version
 
 if TYPE_CHECKING:
+    from .baseline import HostBaseline
     from .images import RegistryOptions, ResolvedImage
+    from .manifest import Target
     from .signing import Signer
 
-DEFAULT_PACKAGES = (
-    "docker-ce",
-    "docker-ce-cli",
-    "containerd.io",
-    "docker-buildx-plugin",
-    "docker-compose-plugin",
-)
-DEFAULT_IMAGES = ("hello-world:latest",)
 CLOSURES = ("minimal", "full")
 
 
@@ -55,6 +51,7 @@ class BuildOptions:
     split_size: int | None = None
     wait: bool = True  # for another build of the same name; else fail at once (--no-wait)
     signer: Signer | None = None  # --sign-key: signs SHA256SUMS and the tarball's .sha256
+    host: HostBaseline | None = None  # --baseline-from: the target's own package set
 
     @classmethod
     def from_cli(
@@ -79,6 +76,7 @@ class BuildOptions:
         no_wait: bool,
         sign_key: str | None,
         warn: Callable[[str], None],
+        baseline_from: Path | None = None,
     ) -> BuildOptions:
         """Checked options from the command line's values, each named (build and release
         share them); ``warn`` prints what is allowed but worth saying (FAT32 part sizes)."""
@@ -90,6 +88,17 @@ class BuildOptions:
             raise UsageError(f"--jobs {jobs} must be at least 1")
         if closure not in CLOSURES:
             raise UsageError(f"--closure {closure!r} is not known; use minimal or full")
+        host = None
+        if baseline_from is not None:
+            from .baseline import check_baseline_arch, load_baseline
+
+            if closure == "full":
+                raise UsageError(
+                    "--closure full and --baseline-from answer different questions "
+                    "(an empty host, a given host); give one of them"
+                )
+            host = load_baseline(baseline_from)
+            check_baseline_arch(host, check_arch(arch))
         return cls(
             mirror=mirror,
             output=output,
@@ -107,6 +116,7 @@ class BuildOptions:
             split_size=part_size(split_size, "--split-size", warn) if split_size else None,
             wait=not no_wait,
             signer=load_signer(sign_key) if sign_key else None,
+            host=host,
         )
 
 
@@ -168,20 +178,9 @@ class PinnedKey:
     data: bytes
 
 
-class Reporter:
-    """What a build tells its user; the CLI subclasses it with tqdm bars."""
-
-    def step(self, message: str) -> None:  # noqa: B027 - optional hook
-        pass
-
-    def bytes_started(self, label: str, total: int) -> None:  # noqa: B027
-        pass
-
-    def bytes_advanced(self, count: int) -> None:  # noqa: B027
-        pass
-
-    def bytes_finished(self) -> None:  # noqa: B027
-        pass
+def tree_size(root: Path) -> int:
+    """Bytes of the regular files below ``root`` (a progress bar's total)."""
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def docker_repo_id(channel: str) -> str:
@@ -251,7 +250,10 @@ def make_plan(
     version = check_version(opts.docker_version, versions)
 
     baseline: list[str] = []
-    if opts.closure == "minimal":
+    if opts.host is not None:
+        baseline = solver.install_host(opts.host.packages)
+        described = opts.host.describe()
+    elif opts.closure == "minimal":
         kind = group_record(os_repo)
         if kind is None:
             raise AirdockError(
@@ -260,11 +262,11 @@ def make_plan(
             )
         fetch_records(downloader, os_repo, workdir, (kind,))
         baseline = solver.install_baseline(core_group(os_repo.files[kind]), os_repo.id)
+        described = f"CentOS {CENTOS_RELEASE} @core"
+    else:
+        described = "empty system"
 
-    reporter.step(
-        f"resolving {', '.join(opts.packages)} for docker-ce {version} "
-        f"({'CentOS ' + CENTOS_RELEASE + ' @core' if baseline else 'empty system'})"
-    )
+    reporter.step(f"resolving {', '.join(opts.packages)} for docker-ce {version} ({described})")
     packages = solver.solve(opts.packages, version, docker_repo)
     for repo in repos:
         stated = {p.digest.algo for p in packages if p.repo_id == repo.id}
@@ -341,3 +343,30 @@ def plan_pinned_keys(
         reporter.step(f"warning: {url} is not the CentOS key {fingerprint}; ignored")
         return []
     return [PinnedKey(name, fingerprint, data)]
+
+
+def manifest_target(opts: BuildOptions, releasever: str, centos_release: str) -> Target:
+    """manifest.json's ``target``: the host the bundle answers for (@core, empty, or a real
+    host's inventory, recorded by its sha256 and host name)."""
+    from .manifest import HostInventory, Target
+
+    if opts.host is not None:
+        return Target(
+            os="centos",
+            releasever=releasever,
+            arch=opts.arch,
+            baseline=opts.host.describe(),
+            closure="host",
+            inventory=HostInventory(
+                sha256=opts.host.sha256,
+                hostname=opts.host.hostname,
+                packages=len(opts.host.packages),
+            ),
+        )
+    return Target(
+        os="centos",
+        releasever=releasever,
+        arch=opts.arch,
+        baseline=f"centos-{centos_release} @core" if opts.closure == "minimal" else "none",
+        closure=opts.closure,
+    )

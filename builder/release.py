@@ -36,7 +36,10 @@ def release(
     os_mirror: str | None,
     downloader: Downloader,
     reporter: Reporter | None = None,
+    config: dict[str, str] | None = None,
 ) -> list[ReleaseEntry]:
+    """Every (mirror, arch) planned, checked against each other, then built; ``config`` (the
+    --config file's name and sha256) is recorded in RELEASES.json."""
     reporter = reporter or Reporter()
     targets = [(m, a) for m in mirrors for a in arches]
     plans: dict[tuple[str, str], tuple[BuildOptions, Plan]] = {}
@@ -60,7 +63,7 @@ def release(
     for (mirror, arch), (opts, plan) in plans.items():
         reporter.step(f"building {plan.name}")
         entries.append(ReleaseEntry(mirror, arch, build(opts, downloader, reporter, plan)))
-    write_releases(base.output, entries)
+    write_releases(base.output, entries, config)
     if base.signer is not None:
         base.signer.sign_file(base.output / "RELEASES.json")
     return entries
@@ -93,9 +96,14 @@ def release_rows(entries: Sequence[ReleaseEntry]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (row["mirror"], row["arch"]))
 
 
-def write_releases(output: Path, entries: Sequence[ReleaseEntry]) -> None:
+def write_releases(
+    output: Path, entries: Sequence[ReleaseEntry], config: dict[str, str] | None = None
+) -> None:
     rows = release_rows(entries)
-    write_json(output / "RELEASES.json", {"format_version": 1, "artifacts": rows})
+    document: dict[str, Any] = {"format_version": 1, "artifacts": rows}
+    if config is not None:
+        document["config"] = config
+    write_json(output / "RELEASES.json", document)
     lines = [
         "# airdock release",
         "",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import solv
 
+from .baseline import HostPackage
 from .download import Digest
 from .errors import ResolveError, UsageError
 from .names import check_href, check_nevra, checked_digest, nevra_text
@@ -184,6 +185,72 @@ class Solver:
         self._prepare()
         return sorted(s.str() for s in chosen)
 
+    def install_host(self, host: Sequence[HostPackage]) -> list[str]:
+        """Make a real host's package list (``--baseline-from``) the system; returns its NEVRAs.
+
+        A listed package found in a repository (same name, version, release, arch; epoch too
+        when known) is copied with its dependencies. One the repositories no longer carry (an
+        older build on a 7.4 host) borrows the dependencies of the nearest package of that name
+        and arch, with every relation naming the donor's own EVR rewritten to the host's: the
+        subpackages of one source RPM pin each other that way (``libselinux-utils`` requires
+        ``libselinux = V-R``), so upgrades they force are seen as yum would see them.
+        """
+        self._prepare()
+        known: dict[tuple[str, str], list[solv.XSolvable]] = {}
+        for s in self.pool.solvables_iter():
+            if s.repo != self.installed:
+                known.setdefault((s.name, s.arch), []).append(s)
+        system = self.pool.add_repo("@System")
+        added = []
+        for p in host:
+            same = known.get((p.name, p.arch), [])
+            exact = [
+                s
+                for s in same
+                if split_evr(s.evr)[1:] == (p.version, p.release)
+                and (p.epoch is None or split_evr(s.evr)[0] == p.epoch)
+            ]
+            donor = exact[0] if exact else max(same, key=_EvrKey, default=None)
+            # rpm -qa prints no epoch: the same build's, else its name's (epochs outlive
+            # builds: tar is 2: in every el7 build), else 0
+            epoch = p.epoch if p.epoch is not None else split_evr(donor.evr)[0] if donor else 0
+            evr = f"{epoch}:{p.version}-{p.release}" if epoch else f"{p.version}-{p.release}"
+            s = system.add_solvable()
+            s.name, s.evr, s.arch = p.name, evr, p.arch
+            s.add_deparray(
+                solv.SOLVABLE_PROVIDES, self.pool.Dep(p.name).Rel(solv.REL_EQ, self.pool.Dep(evr))
+            )
+            if donor is not None:
+                for key in (
+                    solv.SOLVABLE_PROVIDES,
+                    solv.SOLVABLE_REQUIRES,
+                    solv.SOLVABLE_CONFLICTS,
+                    solv.SOLVABLE_OBSOLETES,
+                ):
+                    for dep in donor.lookup_deparray(key, 0):  # 0: past pre/file markers too
+                        if dep.id not in _MARKERS:
+                            s.add_deparray(key, self._rebased(dep, donor.evr, evr))
+            added.append(s)
+        system.internalize()
+        self.pool.installed = system
+        self.installed = system
+        self._prepare()
+        return sorted(s.str() for s in added)
+
+    def _rebased(self, dep: solv.Dep, donor_evr: str, evr: str) -> solv.Dep:
+        """``dep`` with the donor's own EVR (with or without its epoch) replaced by ``evr``."""
+        parts = str(dep).split(" ")
+        if donor_evr == evr or len(parts) != 3 or parts[1] not in _RELATIONS:
+            return dep
+        bare = donor_evr.split(":", 1)[-1]
+        if parts[2] == donor_evr:
+            target = evr
+        elif parts[2] == bare:
+            target = evr.split(":", 1)[-1]
+        else:
+            return dep
+        return self.pool.Dep(parts[0]).Rel(_RELATIONS[parts[1]], self.pool.Dep(target))
+
     # -- the question -----------------------------------------------------------
     def solve(
         self, requested: Sequence[str], docker_version: str, docker_repo: str
@@ -266,6 +333,16 @@ class Solver:
             size=s.lookup_num(solv.SOLVABLE_DOWNLOADSIZE),
             requested=requested,
         )
+
+
+_MARKERS = (solv.SOLVABLE_PREREQMARKER, solv.SOLVABLE_FILEMARKER)
+_RELATIONS = {
+    "=": solv.REL_EQ,
+    ">=": solv.REL_GT | solv.REL_EQ,
+    "<=": solv.REL_LT | solv.REL_EQ,
+    ">": solv.REL_GT,
+    "<": solv.REL_LT,
+}
 
 
 class _EvrKey:

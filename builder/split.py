@@ -186,7 +186,8 @@ def join_instructions(tarball_name: str, parts: list[Path]) -> str:
     parts_glob = part_glob(tarball_name, part_width(len(parts)))
     name = shlex.quote(tarball_name)
     return (
-        f"# {tarball_name} was split into {len(parts)} parts. On the target:\n"
+        f"# {tarball_name} was split into {len(parts)} part{'' if len(parts) == 1 else 's'}. "
+        "On the target:\n"
         f"sha256sum -c {parts_glob}.sha256 && "
         f"cat {parts_glob} > {name} && "
         f"sha256sum -c {name}.sha256\n"

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pysequoia
 
@@ -72,19 +72,29 @@ class Report:
         }
 
 
-def verify_path(path: Path, keys: Sequence[Path]) -> Report:
+class Progress(Protocol):
+    """Where the longest part of a verification (hashing every file) reports its bytes."""
+
+    def start(self, label: str, total: int, watch: Path | None = None) -> None: ...
+    def advance(self, count: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+def verify_path(path: Path, keys: Sequence[Path], progress: Progress | None = None) -> Report:
     """Verify a bundle folder, a tarball, or split parts (a part or the JOIN.txt file)."""
     certs = [_cert(k) for k in keys]
     report = Report()
-    with _bundle_folder(Path(path), certs, report) as folder:
+    with _bundle_folder(Path(path), certs, report, progress) as folder:
         if folder is not None:
-            verify_folder(folder, certs, report)
+            verify_folder(folder, certs, report, progress)
     return report
 
 
-def verify_folder(folder: Path, certs: list[pysequoia.Cert], report: Report) -> None:
+def verify_folder(
+    folder: Path, certs: list[pysequoia.Cert], report: Report, progress: Progress | None = None
+) -> None:
     report.bundle = folder.name
-    sums = _check_sums(folder, report)
+    sums = _check_sums(folder, report, progress)
     trusted = _check_signature(folder, certs, report)
     try:
         manifest = BundleManifest.load(folder)
@@ -101,7 +111,7 @@ def verify_folder(folder: Path, certs: list[pysequoia.Cert], report: Report) -> 
 # -- where the bundle is -----------------------------------------------------------------------
 @contextmanager
 def _bundle_folder(
-    path: Path, certs: list[pysequoia.Cert], report: Report
+    path: Path, certs: list[pysequoia.Cert], report: Report, progress: Progress | None = None
 ) -> Iterator[Path | None]:
     if path.is_dir():
         yield path
@@ -109,7 +119,7 @@ def _bundle_folder(
     if not path.exists():
         raise UsageError(f"{path}: no such bundle folder, tarball or part")
     with tempfile.TemporaryDirectory(prefix="airdock-verify-") as tmp:
-        tarball = _whole_tarball(path, Path(tmp), certs, report)
+        tarball = _whole_tarball(path, Path(tmp), certs, report, progress)
         if tarball is None:
             yield None
             return
@@ -117,7 +127,11 @@ def _bundle_folder(
 
 
 def _whole_tarball(
-    path: Path, tmp: Path, certs: list[pysequoia.Cert], report: Report
+    path: Path,
+    tmp: Path,
+    certs: list[pysequoia.Cert],
+    report: Report,
+    progress: Progress | None = None,
 ) -> Path | None:
     """The tarball, re-joined from its parts when ``path`` is a part or a JOIN file."""
     name = path.name
@@ -135,14 +149,14 @@ def _whole_tarball(
         whole = tmp / stem
         with open(whole, "wb") as out:
             for part in parts:
-                if not _check_digest_file(part, report, f"part {part.name}"):
+                if not _check_digest_file(part, report, f"part {part.name}", None, progress):
                     return None
                 with open(part, "rb") as src:
                     shutil.copyfileobj(src, out, 1 << 20)
-        report.add("parts", "pass", f"{len(parts)} parts re-joined")
+        report.add("parts", "pass", f"{len(parts)} part{'' if len(parts) == 1 else 's'} re-joined")
     sums = path.parent / f"{whole.name}.sha256"
     if sums.is_file():
-        if not _check_digest_file(whole, report, "tarball", sums):
+        if not _check_digest_file(whole, report, "tarball", sums, progress):
             return None
         asc = sums.with_name(sums.name + ".asc")
         if asc.is_file() and certs:
@@ -156,14 +170,36 @@ def _whole_tarball(
     return whole
 
 
-def _check_digest_file(path: Path, report: Report, what: str, sums: Path | None = None) -> bool:
+def _sha256(path: Path, progress: Progress | None, label: str) -> str:
+    """The file's sha256, read with a progress bar when there is one (large tarballs)."""
+    if progress is None:
+        return file_digest(path)["sha256"]
+    digest = hashlib.sha256()
+    progress.start(label, path.stat().st_size)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+                progress.advance(len(chunk))
+    finally:
+        progress.finish()
+    return digest.hexdigest()
+
+
+def _check_digest_file(
+    path: Path,
+    report: Report,
+    what: str,
+    sums: Path | None = None,
+    progress: Progress | None = None,
+) -> bool:
     sums = sums or path.with_name(path.name + ".sha256")
     try:
         expected = expected_sha256(path, sums)
     except (OSError, AirdockError) as exc:
         report.add(what, "fail", str(exc))
         return False
-    actual = file_digest(path)["sha256"]
+    actual = _sha256(path, progress, what)
     if actual != expected:
         report.add(what, "fail", f"{path.name}: sha256 {actual}, {sums.name} says {expected}")
         return False
@@ -192,7 +228,9 @@ def _extract(tarball: Path, dest: Path, report: Report) -> Path | None:
 
 
 # -- the checks --------------------------------------------------------------------------------
-def _check_sums(folder: Path, report: Report) -> dict[str, str] | None:
+def _check_sums(
+    folder: Path, report: Report, progress: Progress | None = None
+) -> dict[str, str] | None:
     try:
         lines = (folder / "SHA256SUMS").read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -211,9 +249,18 @@ def _check_sums(folder: Path, report: Report) -> dict[str, str] | None:
     } - {"SHA256SUMS", SIGNATURE}
     problems = [f"{rel} is missing" for rel in sorted(set(listed) - present)]
     problems += [f"{rel} is not listed" for rel in sorted(present - set(listed))]
-    for rel in sorted(set(listed) & present):
-        if file_digest(folder / rel)["sha256"] != listed[rel]:
-            problems.append(f"{rel} does not match its sha256")
+    checked = sorted(set(listed) & present)
+    if progress is not None:
+        progress.start("checksums", sum((folder / rel).stat().st_size for rel in checked))
+    try:
+        for rel in checked:
+            if file_digest(folder / rel)["sha256"] != listed[rel]:
+                problems.append(f"{rel} does not match its sha256")
+            if progress is not None:
+                progress.advance((folder / rel).stat().st_size)
+    finally:
+        if progress is not None:
+            progress.finish()
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         report.add("SHA256SUMS", "fail", problems[0] + more)

@@ -271,11 +271,24 @@ def test_aarch64_bundle(tmp_path, mirror_args_multiarch, mirror_multiarch):
 
 
 # -- failures: one line, non-zero, nothing under a final name ----------------------------------
+def json_error_line(result) -> str | None:
+    """With --json a failure is one object on stdout: its error and fix as the Error: line."""
+    if not result.stdout.startswith("{"):
+        return None
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False and doc["exit_code"] == result.exit_code, result.stdout
+    assert "\n" not in doc["error"] + doc["fix"]
+    return "Error: " + "; ".join(part for part in (doc["error"], doc["fix"]) if part)
+
+
 def one_error_line(result) -> str:
     assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    line = json_error_line(result)
+    if line is not None:
+        return line
     lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(lines) == 1, result.output
-    assert "Traceback" not in result.output
     return lines[0]
 
 

@@ -46,11 +46,18 @@ FAST = ("--retries", "1", "--timeout", "3")
 
 
 def refused(result, *words: str, code: int = 1) -> str:
-    """The contract: exit ``code``, exactly one line of output, ``Error: …``, no traceback."""
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    """The contract: exit ``code``, exactly one line of output, ``Error: …``, no traceback;
+    with --json, one error object on stdout instead (its error and fix make the line)."""
     assert result.exit_code == code, result.output
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     assert "Traceback" not in result.output
+    if result.stdout.startswith("{"):
+        doc = json.loads(result.stdout)
+        assert doc["ok"] is False and doc["exit_code"] == code, result.stdout
+        assert "\n" not in doc["error"] + doc["fix"]
+        lines = ["Error: " + "; ".join(part for part in (doc["error"], doc["fix"]) if part)]
+    else:
+        lines = [ln for ln in result.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     for word in words:
         assert word in lines[0], f"{word!r} not in {lines[0]!r}"
     return lines[0]
@@ -794,7 +801,7 @@ def test_two_builds_into_one_output_take_turns_and_publish_one_whole_bundle(
     folder, tarball = output / name, output / f"{name}.tar.gz"
     digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
     assert (output / f"{name}.tar.gz.sha256").read_text() == f"{digest}  {name}.tar.gz\n"
-    assert f"sha256:  {digest}  " in out2  # the second build's tarball is the one published
+    assert f"sha256:   {digest}\n" in out2  # the second build's tarball is the one published
     assert json.loads(out1)["tarball_sha256"] != digest  # (the first's had other bytes)
     manifest = (folder / "manifest.json").read_bytes()
     assert json.loads(manifest)["created"] == "2024-07-01T00:00:00Z"  # the second's

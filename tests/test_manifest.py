@@ -67,6 +67,15 @@ VARIANTS = {
     "package-version-missing": (_set("packages.0.version", KeyError), False),
     "key-file-outside-keys": (_set("keys.0.file", "rpms/x.asc"), False),
     "target-arch-missing": (_set("target.arch", KeyError), False),
+    # --baseline-from: optional, so the installer (which ignores it) and the model agree
+    "host-baseline": (
+        lambda m: m["target"].update(
+            closure="host",
+            baseline="host h1 with 300 packages",
+            inventory={"sha256": "ab" * 32, "hostname": "h1.example", "packages": 300},
+        ),
+        True,
+    ),  # fmt: skip
 }
 
 

@@ -644,7 +644,7 @@ def test_substituted_file_is_refused_before_the_bundle_is_written(request, tmp_p
     from tests.rig.httpserver import MirrorServer
     from tests.rig.repoedit import edit_package, hardlinked_copy, replace_file
     from tests.rig.repoedit import set_checksum_and_size as reseal
-    from tests.test_build import build
+    from tests.test_build import build, json_error_line
 
     fixture_name, arch, name, version, file_arch, file_version = SUBSTITUTIONS[case]
     fixture = request.getfixturevalue(fixture_name)
@@ -659,8 +659,8 @@ def test_substituted_file_is_refused_before_the_bundle_is_written(request, tmp_p
     with MirrorServer(www) as server:
         result = build(tmp_path, builder_mirror_args(fixture, server.url))
     assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()  # --json: nothing on stdout after an error
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    lines = [json_error_line(result)]  # --json: the error object, nothing else, on stdout
+    assert lines[0] is not None and result.stdout.count("{") == 1, result.output
     assert f"the RPM header says {got.name}-{got.epoch or 0}:{got.version}-{got.release}." \
         f"{file_arch}" in lines[0]  # fmt: skip
     assert f"the repository metadata says {claimed.name}-{claimed.epoch or 0}:" \
