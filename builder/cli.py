@@ -553,6 +553,8 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
             "keys": [{"name": k.name, "fingerprint": k.fingerprint} for k in plan.pinned_keys],
             "rpm_size": plan.rpm_size,
             "download_size": plan.download_size,
+            "filelists": {"read": bool(plan.filelists), "why": plan.filelists},
+            "notes": plan.notes,
         }
         typer.echo(json.dumps(document, indent=2))
         return
@@ -560,6 +562,13 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
         f"{plan.name}: {len(rows)} RPMs, {len(images)} image(s), "
         f"{plan.download_size / 1e6:.1f} MB to download"
     )
+    typer.echo(
+        f"filelists: read ({'; '.join(plan.filelists)})"
+        if plan.filelists
+        else "filelists: not read (no file dependency of this answer needs them)"
+    )
+    for note in plan.notes:
+        typer.echo(f"note: {note}")
     for row in rows:
         typer.echo(f"  {row['nevra']:<60} {row['repo']}")
     for image in images:
