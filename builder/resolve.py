@@ -378,8 +378,14 @@ class Solver:
         return found
 
     def _one_of(self, ids: Sequence[int], extra: int = 0) -> solv.Job:
+        """The job libdnf makes of a selector: install one of ``ids``; SETARCH and SETEVR
+        (as libdnf's goal) keep libsolv from adding the best-arch twin of an i686 pick."""
         return self.pool.Job(
-            solv.Job.SOLVER_INSTALL | solv.Job.SOLVER_SOLVABLE_ONE_OF | extra,
+            solv.Job.SOLVER_INSTALL
+            | solv.Job.SOLVER_SOLVABLE_ONE_OF
+            | solv.Job.SOLVER_SETARCH
+            | solv.Job.SOLVER_SETEVR
+            | extra,
             self.pool.towhatprovides(list(ids)),
         )
 
