@@ -216,3 +216,48 @@ def test_cli_dry_run_agrees_with_dnf_and_reads_no_filelists(real72, tmp_path):
         assert plan["filelists"] == {"read": False, "why": []}
         assert not [p for p in server.paths() if "filelists" in p or FILELISTS in p], request
         assert server.count("repodata/repomd.xml") >= 4  # every repository was read
+
+
+def _dry_run(tree: Real72Tree, server: MirrorServer, tmp_path: Path, *extra: str) -> dict:
+    args = ["build", *tree.airdock_args(server.url), "--closure", "full", "--dry-run", "--json"]
+    args += ["--no-images", "--cache-dir", str(tmp_path / "cache"), *extra]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_filelists_are_read_when_the_answer_needs_them_and_the_plan_says_why(
+    tmp_path, fixture_mirror
+):
+    # libcurl-devel requires /usr/share/aclocal, a directory no primary lists; the os
+    # repository here states no filelists (as dnf sees it), updates does.
+    tree = build_real72_tree(tmp_path / "tree", fixture_mirror, os_filelists=False)
+    with MirrorServer(tree.root) as server:
+        theirs = dnf_answers(tree, server.url, ["libcurl-devel"], tmp_path / "dnf")
+        server.reset()
+        plan = _dry_run(tree, server, tmp_path, "--package", "libcurl-devel")
+        read = [p for p in server.paths() if p.endswith("-filelists.xml.gz")]
+    assert plan["filelists"]["read"] is True
+    assert any("requires /usr/share/aclocal" in why for why in plan["filelists"]["why"])
+    assert any("/updates/" in path for path in read) and not any("/os/" in p for p in read)
+    ours = sorted(f"{row['nevra']} {_oracle_repo(row['repo'])}" for row in plan["packages"])
+    assert ours == theirs["libcurl-devel"]
+
+
+def test_a_nevra_in_a_third_party_repo_and_centos_comes_from_centos(tmp_path, fixture_mirror):
+    # The docker repo is a `yumdownloader --resolve` folder: docker-ce 20.10.16 and copies of
+    # CentOS packages, some of them byte for byte 7.2's (basesystem, python-IPy...).
+    tree = build_real72_tree(tmp_path / "tree", fixture_mirror, docker="yumdownloader")
+    request = "docker-ce docker-ce-cli containerd.io"
+    with MirrorServer(tree.root) as server:
+        theirs = dnf_answers(tree, server.url, [request], tmp_path / "dnf")
+        plan = _dry_run(
+            tree, server, tmp_path, "--docker-version", "20.10.16",
+            *[arg for name in request.split() for arg in ("--package", name)],
+        )  # fmt: skip
+    rows = {row["nevra"]: row["repo"] for row in plan["packages"]}
+    ours = sorted(f"{nevra} {_oracle_repo(repo)}" for nevra, repo in rows.items())
+    assert ours == theirs[request]
+    assert rows["basesystem-0:10.0-7.el7.centos.noarch"] == "centos-os"
+    assert rows["docker-ce-3:20.10.16-3.el7.x86_64"] == DOCKER_REPO
+    assert "centos-os" in set(rows.values()) and DOCKER_REPO in set(rows.values())

@@ -74,15 +74,21 @@ class Real72Tree:
         return ["--mirror", f"{base}/docker-ce", "--os-mirror", f"{base}/centos-vault"]
 
 
-def build_real72_tree(dest: Path, mirror: FixtureMirror, docker: str = "fixture") -> Real72Tree:
-    """Lay the served tree out under ``dest`` (copies: the server refuses symlinks out)."""
+def build_real72_tree(
+    dest: Path, mirror: FixtureMirror, docker: str = "fixture", os_filelists: bool = True
+) -> Real72Tree:
+    """Lay the served tree out under ``dest`` (copies: the server refuses symlinks out).
+    ``os_filelists=False`` gives airdock the repomd that names no filelists, as dnf's."""
     os_dir = dest / OS_PATH / "repodata"
     dnf_dir = dest / DNF_OS_PATH / "repodata"
     for folder in (os_dir, dnf_dir):
         folder.mkdir(parents=True)
         for name in (PRIMARY, COMPS):
             shutil.copyfile(REAL72 / "repodata" / name, folder / name)
-    shutil.copyfile(REAL72 / "repodata" / "repomd.xml", os_dir / "repomd.xml")
+    original = REAL72 / "repodata" / "repomd.xml"
+    shutil.copyfile(
+        original if os_filelists else REAL72 / "repomd.no-filelists.xml", os_dir / "repomd.xml"
+    )
     shutil.copyfile(REAL72 / "repomd.no-filelists.xml", dnf_dir / "repomd.xml")
     updates = dest / repo_relpath("updates", "x86_64")
     extras = dest / repo_relpath("extras", "x86_64")
