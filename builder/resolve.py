@@ -102,6 +102,7 @@ class Solver:
         self._blocked: dict[int, str] | None = None
         self._obsoletes_index: dict[str, list[tuple[int, solv.Dep]]] | None = None
         self._baseline_touched: set[int] = set()
+        self._unlisted_paths: list[str] = []  # requested paths primary.xml does not list
 
     # -- loading ----------------------------------------------------------------
     def add_repo(self, repo: Repo, cost: int = DEFAULT_COST) -> None:
@@ -194,10 +195,10 @@ class Solver:
         of a requirement of a package the solve chose (or the baseline), or a package in
         the solve's problems. dnf always reads filelists; yum reads them when a file
         dependency is not in primary (docs/el7-facts.md#how-yum-answers)."""
+        reasons = [f"{path} is not in primary.xml's file lists" for path in self._unlisted_paths]
         blocked = self.file_blocked()
         if not blocked:
-            return []
-        reasons: list[str] = []
+            return reasons
         for sid in sorted(self._touched):
             s = self.pool.id2solvable(sid)
             if sid in blocked:
@@ -264,6 +265,7 @@ class Solver:
         solver = self._solver()
         problems = solver.solve(jobs)
         if problems:
+            self._touched = touched | _problem_solvables(problems)
             raise ResolveError(
                 "the baseline (@core of the os repo) does not resolve: "
                 + _describe(problems)
@@ -298,6 +300,7 @@ class Solver:
         )
         self.notes = []
         self._touched = set(self._baseline_touched)
+        self._unlisted_paths = []
         jobs = []
         asked: list[tuple[str, list[int], bool]] = []
         for spec in requested:
@@ -310,12 +313,7 @@ class Solver:
         solver = self._solver()
         problems = solver.solve(jobs)
         if problems:
-            for problem in problems:
-                for rule in problem.findallproblemrules():
-                    for info in rule.allinfos():
-                        for s in (info.solvable, info.othersolvable):
-                            if s is not None:
-                                self._touched.add(s.id)
+            self._touched |= _problem_solvables(problems)
             raise ResolveError(
                 "cannot install "
                 + ", ".join(requested)
@@ -356,6 +354,8 @@ class Solver:
         if spec.startswith("/"):
             sel.add(self.pool.select(spec, solv.Selection.SELECTION_FILELIST))
         if sel.isempty():
+            if spec.startswith("/"):
+                self._unlisted_paths.append(spec)
             raise ResolveError(_not_found(spec, self.repos))
         return [s.id for s in sel.solvables()], False
 
@@ -456,6 +456,18 @@ class _EvrKey:
 
     def __lt__(self, other: _EvrKey) -> bool:
         return bool(self.s.evrcmp(other.s) < 0)
+
+
+def _problem_solvables(problems: Sequence[solv.Problem]) -> set[int]:
+    """Ids of the packages a solve's problems name (for the filelists decision)."""
+    ids = set()
+    for problem in problems:
+        for rule in problem.findallproblemrules():
+            for info in rule.allinfos():
+                for s in (info.solvable, info.othersolvable):
+                    if s is not None:
+                        ids.add(s.id)
+    return ids
 
 
 def _describe(problems: Sequence[solv.Problem]) -> str:

@@ -226,22 +226,30 @@ def _dry_run(tree: Real72Tree, server: MirrorServer, tmp_path: Path, *extra: str
     return json.loads(result.stdout)
 
 
+@pytest.mark.parametrize(
+    "request_, why",
+    [
+        # libcurl-devel requires /usr/share/aclocal, a directory no primary.xml lists
+        ("libcurl-devel", "libcurl-devel-7.29.0-25.el7.centos.x86_64 requires /usr/share/aclocal"),
+        # a path as the name: dnf looks it up in the file lists
+        ("/usr/share/aclocal", "/usr/share/aclocal is not in primary.xml's file lists"),
+    ],
+)
 def test_filelists_are_read_when_the_answer_needs_them_and_the_plan_says_why(
-    tmp_path, fixture_mirror
+    request_, why, tmp_path, fixture_mirror
 ):
-    # libcurl-devel requires /usr/share/aclocal, a directory no primary lists; the os
-    # repository here states no filelists (as dnf sees it), updates does.
+    # the os repository here states no filelists (as dnf sees it), updates does
     tree = build_real72_tree(tmp_path / "tree", fixture_mirror, os_filelists=False)
     with MirrorServer(tree.root) as server:
-        theirs = dnf_answers(tree, server.url, ["libcurl-devel"], tmp_path / "dnf")
+        theirs = dnf_answers(tree, server.url, [request_], tmp_path / "dnf")
         server.reset()
-        plan = _dry_run(tree, server, tmp_path, "--package", "libcurl-devel")
+        plan = _dry_run(tree, server, tmp_path, "--package", request_)
         read = [p for p in server.paths() if p.endswith("-filelists.xml.gz")]
     assert plan["filelists"]["read"] is True
-    assert any("requires /usr/share/aclocal" in why for why in plan["filelists"]["why"])
+    assert why in plan["filelists"]["why"]
     assert any("/updates/" in path for path in read) and not any("/os/" in p for p in read)
     ours = sorted(f"{row['nevra']} {_oracle_repo(row['repo'])}" for row in plan["packages"])
-    assert ours == theirs["libcurl-devel"]
+    assert ours == theirs[request_]
 
 
 def test_a_nevra_in_a_third_party_repo_and_centos_comes_from_centos(tmp_path, fixture_mirror):
