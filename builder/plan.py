@@ -288,35 +288,43 @@ def resolve_plan(
     workdir: Path,
     reporter: Reporter,
 ) -> tuple[str, list[str], list[Package], Solver, list[str]]:
-    """Version, baseline and packages, solved from primary.xml alone and again with the
-    repositories' filelists only when the answer depends on them (:func:`need_filelists`).
+    """Version, baseline and packages, solved from primary.xml alone, and solved again with
+    the repositories' filelists only when the answer depends on them (:func:`need_filelists`).
     The last item says why filelists were read (empty: they were not)."""
-    reasons: list[str] = []
-    while True:
-        solver = Solver(opts.arch)
-        for repo in repos:
-            solver.add_repo(repo, cost=repo_cost(repo.id))
-            if reasons and "filelists" in repo.files:
-                solver.extend_filelists(repo)
-        failure: ResolveError | None = None
-        try:
-            version, baseline, packages = _solve(opts, solver, repos, downloader, workdir, reporter)
-        except ResolveError as exc:
-            failure = exc
-        if reasons:  # filelists are loaded: this is the answer
-            if failure is not None:
-                raise failure
-            return version, baseline, packages, solver, reasons
-        reasons = need_filelists(solver, repos)
-        if not reasons:
-            if failure is not None:
-                raise failure
-            return version, baseline, packages, solver, []
-        reporter.step(f"reading filelists: {reasons[0]}" + (
-            f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""))  # fmt: skip
+    solver, answer = _attempt(opts, repos, downloader, workdir, reporter)
+    reasons = need_filelists(solver, repos)
+    if reasons:
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        reporter.step(f"reading filelists: {reasons[0]}{more}")
         for repo in repos:
             if "filelists" in repo.records:
                 fetch_records(downloader, repo, workdir, ("filelists",))
+        solver, answer = _attempt(opts, repos, downloader, workdir, reporter, filelists=True)
+    if isinstance(answer, ResolveError):
+        raise answer
+    version, baseline, packages = answer
+    return version, baseline, packages, solver, reasons
+
+
+def _attempt(
+    opts: BuildOptions,
+    repos: Sequence[Repo],
+    downloader: Downloader,
+    workdir: Path,
+    reporter: Reporter,
+    filelists: bool = False,
+) -> tuple[Solver, tuple[str, list[str], list[Package]] | ResolveError]:
+    """One solve over a fresh pool (with the fetched filelists when asked): the solver,
+    for the filelists decision, and its answer or why there is none."""
+    solver = Solver(opts.arch)
+    for repo in repos:
+        solver.add_repo(repo, cost=repo_cost(repo.id))
+        if filelists and "filelists" in repo.files:
+            solver.extend_filelists(repo)
+    try:
+        return solver, _solve(opts, solver, repos, downloader, workdir, reporter)
+    except ResolveError as exc:
+        return solver, exc
 
 
 def need_filelists(solver: Solver, repos: Sequence[Repo]) -> list[str]:
