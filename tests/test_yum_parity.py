@@ -39,6 +39,20 @@ pytestmark = pytest.mark.slow
 
 NAMES_FILE = DATA / "parity-names.txt"
 DOCKER_REPO = "docker-ce-stable"
+NOTES = {  # what yum prints about these requests (yum-transcripts.md T4 for the first)
+    "docker-ce-selinux": [
+        "Package docker-ce-selinux is obsoleted by docker-ce, trying to install "
+        "docker-ce-3:26.1.4-1.el7.x86_64 instead"
+    ],
+    "java": [
+        "java is not a package name; installing java-1.8.0-openjdk-1:1.8.0.65-3.b17.el7.x86_64, "
+        "which provides it"
+    ],
+    "docker-selinux": [
+        "docker-selinux is not a package name; installing "
+        "container-selinux-2:2.119.2-1.911c772.el7_8.noarch, which provides it"
+    ],
+}
 CLI_SAMPLE = (
     "docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin",
     "docker-ce-selinux",
@@ -214,6 +228,7 @@ def test_cli_dry_run_agrees_with_dnf_and_reads_no_filelists(real72, tmp_path):
         ours = sorted(f"{row['nevra']} {_oracle_repo(row['repo'])}" for row in plan["packages"])
         assert ours == theirs[request], request
         assert plan["filelists"] == {"read": False, "why": []}
+        assert plan["notes"] == NOTES.get(request, []), request
         assert not [p for p in server.paths() if "filelists" in p or FILELISTS in p], request
         assert server.count("repodata/repomd.xml") >= 4  # every repository was read
 
