@@ -284,3 +284,39 @@ def test_a_nevra_in_a_third_party_repo_and_centos_comes_from_centos(tmp_path, fi
     assert rows["basesystem-0:10.0-7.el7.centos.noarch"] == "centos-os"
     assert rows["docker-ce-3:20.10.16-3.el7.x86_64"] == DOCKER_REPO
     assert "centos-os" in set(rows.values()) and DOCKER_REPO in set(rows.values())
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.test_yum_parity [--all]``: the sweep's numbers without pytest;
+    ``--all`` asks for every package name of the tree (about 7,000; some 12 minutes)."""
+    import tempfile
+
+    from tests.rig.mirror import cached_fixture_mirror
+
+    with tempfile.TemporaryDirectory(prefix="airdock-parity-") as tmp:
+        work = Path(tmp)
+        tree = build_real72_tree(work / "tree", cached_fixture_mirror(("x86_64",)))
+        with MirrorServer(tree.root) as server:
+            sweep = AirdockSweep(tree, server.url, work / "airdock")
+            if "--all" in argv:
+                requests = sorted({s.name for s in sweep.solver.pool.solvables_iter()})
+            else:
+                requests = parity_requests()
+            theirs = dnf_answers(tree, server.url, requests, work / "dnf")
+            counts = {"identical": 0, "both fail": 0, "differ": 0}
+            for request in requests:
+                ours = sweep.answer(request)
+                verdict = _compare(ours, theirs[request])
+                counts[verdict] += 1
+                if verdict == "differ":
+                    print(_difference(request, ours, theirs[request]))
+    print(
+        f"parity sweep: {len(requests)} requests tried, {counts['identical']} identical, "
+        f"{counts['both fail']} both fail, {counts['differ']} differ "
+        f"({len(sweep.filelists_read)} needed filelists)"
+    )
+    return 1 if counts["differ"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
