@@ -800,6 +800,8 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
             "keys": [{"name": k.name, "fingerprint": k.fingerprint} for k in plan.pinned_keys],
             "rpm_size": plan.rpm_size,
             "download_size": plan.download_size,
+            "filelists": {"read": bool(plan.filelists), "why": plan.filelists},
+            "notes": plan.notes,
         }
         typer.echo(json.dumps(document, indent=2))
         return
@@ -807,6 +809,13 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
         f"{plan.name}: {plural(len(rows), 'RPM')}, {plural(len(images), 'image')}, "
         f"{_size(plan.download_size)} to download"
     )
+    typer.echo(
+        f"filelists: read ({'; '.join(plan.filelists)})"
+        if plan.filelists
+        else "filelists: not read (no file dependency of this answer needs them)"
+    )
+    for note in plan.notes:
+        typer.echo(f"note: {note}")
     for row in rows:
         typer.echo(f"  {row['nevra']:<60} {row['repo']}")
     for image in images:

@@ -18,11 +18,11 @@ from .consistency import chain_drift, raise_on_drift
 from .defaults import DEFAULT_IMAGES, DEFAULT_PACKAGES
 from .digests import STRONG
 from .download import Downloader
-from .errors import AirdockError, UsageError
+from .errors import AirdockError, ResolveError, UsageError
 from .mirrors import CENTOS_RELEASE, CENTOS_REPOS, MirrorChain
 from .repodata import Repo, core_group, fetch_records, fetch_repo, group_record
 from .report import Reporter
-from .resolve import Package, Solver, check_version
+from .resolve import DEFAULT_COST, Package, Solver, check_version
 
 if TYPE_CHECKING:
     from .baseline import HostBaseline
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .manifest import Target
     from .signing import Signer
 
+# yum.conf(5) cost of the docker-ce repository: above CentOS's default 1000 (repo_cost).
+THIRD_PARTY_COST = 1100
 CLOSURES = ("minimal", "full")
 
 
@@ -158,6 +160,8 @@ class Plan:
     docker_repo: str
     images: list[ResolvedImage] = field(default_factory=list)
     pinned_keys: list[PinnedKey] = field(default_factory=list)
+    filelists: list[str] = field(default_factory=list)  # why filelists were read; [] = not read
+    notes: list[str] = field(default_factory=list)  # yum's notes (obsoleted names, provides)
 
     @property
     def rpm_size(self) -> int:
@@ -232,42 +236,12 @@ def make_plan(
     for name in CENTOS_REPOS:
         urls = opts.mirror.centos_repo_urls(name, opts.arch)
         repos.append(fetch_repo(downloader, f"centos-{name}", urls, workdir))
-    os_repo = repos[1]
 
-    solver = Solver(opts.arch)
-    for repo in repos:
-        solver.add_repo(repo)
-    if solver.unresolved_file_deps():
-        # primary.xml lists only common file paths; load filelists where they are needed.
-        reporter.step("loading filelists for file dependencies")
-        for repo in repos:
-            if "filelists" in repo.records:
-                fetch_records(downloader, repo, workdir, ("filelists",))
-                solver.extend_filelists(repo)
-
-    docker_repo = repos[0].id
-    versions = solver.versions("docker-ce", docker_repo)
-    version = check_version(opts.docker_version, versions)
-
-    baseline: list[str] = []
-    if opts.host is not None:
-        baseline = solver.install_host(opts.host.packages)
-        described = opts.host.describe()
-    elif opts.closure == "minimal":
-        kind = group_record(os_repo)
-        if kind is None:
-            raise AirdockError(
-                f"the os repository {os_repo.baseurl} has no comps group file, "
-                "so the @core baseline is unknown; use --closure full"
-            )
-        fetch_records(downloader, os_repo, workdir, (kind,))
-        baseline = solver.install_baseline(core_group(os_repo.files[kind]), os_repo.id)
-        described = f"CentOS {CENTOS_RELEASE} @core"
-    else:
-        described = "empty system"
-
-    reporter.step(f"resolving {', '.join(opts.packages)} for docker-ce {version} ({described})")
-    packages = solver.solve(opts.packages, version, docker_repo)
+    version, baseline, packages, solver, filelists = resolve_plan(
+        opts, repos, downloader, workdir, reporter
+    )
+    for note in solver.notes:
+        reporter.step(note)
     for repo in repos:
         stated = {p.digest.algo for p in packages if p.repo_id == repo.id}
         stated |= {r.digest.algo for r in repo.records.values()}
@@ -290,10 +264,107 @@ def make_plan(
         repos,
         baseline,
         packages,
-        docker_repo,
+        repos[0].id,
         images=plan_images(opts, downloader, reporter),
         pinned_keys=pinned,
+        filelists=filelists,
+        notes=list(solver.notes),
     )
+
+
+def repo_cost(repo_id: str) -> int:
+    """yum's ``cost`` airdock gives a repository: CentOS's own repositories are cheaper
+    than the docker-ce one, so a NEVRA both list (a docker repo made with
+    ``yumdownloader --resolve`` carries CentOS packages) is CentOS's, as yum reports
+    it when the third-party repository is the costlier one (docs/el7-facts.md#how-yum-answers)."""
+    return DEFAULT_COST if repo_id.startswith("centos-") else THIRD_PARTY_COST
+
+
+def resolve_plan(
+    opts: BuildOptions,
+    repos: Sequence[Repo],
+    downloader: Downloader,
+    workdir: Path,
+    reporter: Reporter,
+) -> tuple[str, list[str], list[Package], Solver, list[str]]:
+    """Version, baseline and packages, solved from primary.xml alone, and solved again with
+    the repositories' filelists only when the answer depends on them (:func:`need_filelists`).
+    The last item says why filelists were read (empty: they were not)."""
+    solver, answer = _attempt(opts, repos, downloader, workdir, reporter)
+    reasons = need_filelists(solver, repos)
+    if reasons:
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        reporter.step(f"reading filelists: {reasons[0]}{more}")
+        for repo in repos:
+            if "filelists" in repo.records:
+                fetch_records(downloader, repo, workdir, ("filelists",))
+        solver, answer = _attempt(opts, repos, downloader, workdir, reporter, filelists=True)
+    if isinstance(answer, ResolveError):
+        raise answer
+    version, baseline, packages = answer
+    return version, baseline, packages, solver, reasons
+
+
+def _attempt(
+    opts: BuildOptions,
+    repos: Sequence[Repo],
+    downloader: Downloader,
+    workdir: Path,
+    reporter: Reporter,
+    filelists: bool = False,
+) -> tuple[Solver, tuple[str, list[str], list[Package]] | ResolveError]:
+    """One solve over a fresh pool (with the fetched filelists when asked): the solver,
+    for the filelists decision, and its answer or why there is none."""
+    solver = Solver(opts.arch)
+    for repo in repos:
+        solver.add_repo(repo, cost=repo_cost(repo.id))
+        if filelists and "filelists" in repo.files:
+            solver.extend_filelists(repo)
+    try:
+        return solver, _solve(opts, solver, repos, downloader, workdir, reporter)
+    except ResolveError as exc:
+        return solver, exc
+
+
+def need_filelists(solver: Solver, repos: Sequence[Repo]) -> list[str]:
+    """Why the repositories' filelists must be read for this answer (empty: they need not).
+
+    The decision: a file dependency that primary.xml does not carry touches the last
+    solve (a candidate, a provider of a chosen package's requirement, or a package in
+    its problems), and some repository offers filelists to carry it."""
+    if not any("filelists" in repo.records for repo in repos):
+        return []
+    return solver.filelists_needed()
+
+
+def _solve(
+    opts: BuildOptions,
+    solver: Solver,
+    repos: Sequence[Repo],
+    downloader: Downloader,
+    workdir: Path,
+    reporter: Reporter,
+) -> tuple[str, list[str], list[Package]]:
+    docker_repo, os_repo = repos[0].id, repos[1]
+    version = check_version(opts.docker_version, solver.versions("docker-ce", docker_repo))
+    baseline: list[str] = []
+    if opts.host is not None:
+        baseline = solver.install_host(opts.host.packages)
+        described = opts.host.describe()
+    elif opts.closure == "minimal":
+        kind = group_record(os_repo)
+        if kind is None:
+            raise AirdockError(
+                f"the os repository {os_repo.baseurl} has no comps group file, "
+                "so the @core baseline is unknown; use --closure full"
+            )
+        fetch_records(downloader, os_repo, workdir, (kind,))
+        baseline = solver.install_baseline(core_group(os_repo.files[kind]), os_repo.id)
+        described = f"CentOS {CENTOS_RELEASE} @core"
+    else:
+        described = "empty system"
+    reporter.step(f"resolving {', '.join(opts.packages)} for docker-ce {version} ({described})")
+    return version, baseline, solver.solve(opts.packages, version, docker_repo)
 
 
 def plan_images(

@@ -11,6 +11,13 @@ an empty system instead: every package needed, for hosts older than 7.9.
 
 Weak dependencies are ignored (el7's yum does not know them), and EVRs compare
 as rpm compares them because libsolv does the comparing.
+
+The pool and solver are set up as libdnf sets them up (dnf is the oracle the
+tests compare with), and each requested name is turned into the job yum/dnf
+make of it: an obsoleted name installs its obsoleter, ``name.arch`` installs that
+architecture beside the other (multilib), a name no package carries installs the
+best provider of it, and a NEVRA found in two repositories comes from the cheaper
+one. docs/el7-facts.md#how-yum-answers gives each rule with its source.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from .names import check_href, check_nevra, checked_digest, nevra_text
 from .repodata import Repo
 
 DOCKER_FAMILY = ("docker-ce", "docker-ce-cli", "docker-ce-rootless-extras")
+# yum.conf(5) ``cost``: the default of every repository. A NEVRA in two repositories
+# comes from the one with the lower cost (libdnf: subpriority = -cost).
+DEFAULT_COST = 1000
 
 
 @dataclass(frozen=True)
@@ -79,18 +89,32 @@ class Solver:
     def __init__(self, arch: str) -> None:
         self.pool = solv.Pool()
         self.pool.setarch(arch)
+        # As libdnf's pool: a package of another arch (glibc.i686 beside glibc.x86_64) is
+        # not implicitly obsoleted by its same-name twin, and excluded packages still show
+        # in whatprovides (so they are named, not silently skipped).
+        self.pool.set_flag(solv.Pool.POOL_FLAG_IMPLICITOBSOLETEUSESCOLORS, 1)
+        self.pool.set_flag(solv.Pool.POOL_FLAG_WHATPROVIDESWITHDISABLED, 1)
         self.arch = arch
         self.repos: dict[str, Repo] = {}
         self._solv_repos: dict[str, solv.Repo] = {}
         self.installed: solv.Repo | None = None
+        self.notes: list[str] = []  # what yum would print about the last solve
+        self._touched: set[int] = set()  # solvables the last solve decided or considered
+        self._blocked: dict[int, str] | None = None
+        self._obsoletes_index: dict[str, list[tuple[int, solv.Dep]]] | None = None
+        self._baseline_touched: set[int] = set()
+        self._unlisted_paths: list[str] = []  # requested paths primary.xml does not list
 
     # -- loading ----------------------------------------------------------------
-    def add_repo(self, repo: Repo) -> None:
+    def add_repo(self, repo: Repo, cost: int = DEFAULT_COST) -> None:
         srepo = self.pool.add_repo(repo.id)
         srepo.appdata = repo
+        srepo.subpriority = -cost  # as libdnf: equal NEVRAs come from the cheaper repo
         self._load(srepo, repo.files["primary"], 0)
         self.repos[repo.id] = repo
         self._solv_repos[repo.id] = srepo
+        self._blocked = None
+        self._obsoletes_index = None
 
     def _load(self, srepo: solv.Repo, path: Path, flags: int) -> None:
         f = solv.xfopen(str(path))
@@ -127,6 +151,68 @@ class Solver:
         self._load(
             self._solv_repos[repo.id], repo.files["filelists"], solv.Repo.REPO_EXTEND_SOLVABLES
         )
+        self._blocked = None
+
+    # -- do we need filelists? ------------------------------------------------------
+    def file_blocked(self) -> dict[int, str]:
+        """Packages that primary.xml alone makes uninstallable, with why: each requires a
+        file no package's primary lists (createrepo puts only /etc, */bin/* and
+        /usr/lib/sendmail there), or requires something only such packages provide.
+        Filelists could make them installable; nothing else changes between the two."""
+        if self._blocked is not None:
+            return self._blocked
+        self._prepare()
+        blocked: dict[int, str] = {}
+        for s in self.pool.solvables_iter():
+            for dep in s.lookup_deparray(solv.SOLVABLE_REQUIRES, 0):
+                text = str(dep)
+                if text.startswith("/") and not self.pool.whatprovides(dep.id):
+                    blocked[s.id] = text
+                    break
+        frontier = list(blocked)
+        while frontier:  # what requires a blocked package's provides, with no other provider
+            after: list[int] = []
+            for sid in frontier:
+                s = self.pool.id2solvable(sid)
+                for provide in s.lookup_deparray(solv.SOLVABLE_PROVIDES, 0):
+                    for user in self.pool.whatmatchesdep(solv.SOLVABLE_REQUIRES, provide):
+                        if user.id in blocked:
+                            continue
+                        for dep in user.lookup_deparray(solv.SOLVABLE_REQUIRES, 0):
+                            providers = self.pool.whatprovides(dep.id)
+                            if providers and all(p.id in blocked for p in providers):
+                                blocked[user.id] = blocked[providers[0].id]
+                                after.append(user.id)
+                                break
+            frontier = after
+        self._blocked = blocked
+        return blocked
+
+    def filelists_needed(self) -> list[str]:
+        """Why the last solve's answer could change with filelists loaded (empty: it cannot).
+
+        With filelists a package that primary leaves uninstallable becomes a candidate; it
+        changes the answer only if it is one: a candidate of a requested name, a provider
+        of a requirement of a package the solve chose (or the baseline), or a package in
+        the solve's problems. dnf always reads filelists; yum reads them when a file
+        dependency is not in primary (docs/el7-facts.md#how-yum-answers)."""
+        reasons = [f"{path} is not in primary.xml's file lists" for path in self._unlisted_paths]
+        blocked = self.file_blocked()
+        if not blocked:
+            return reasons
+        for sid in sorted(self._touched):
+            s = self.pool.id2solvable(sid)
+            if sid in blocked:
+                reasons.append(f"{s.str()} requires {blocked[sid]}")
+                continue
+            for dep in s.lookup_deparray(solv.SOLVABLE_REQUIRES, 0):
+                for p in self.pool.whatprovides(dep.id):
+                    if p.id in blocked and p.repo != self.installed:
+                        reasons.append(
+                            f"{p.str()} (a provider of {dep} for {s.str()}) requires "
+                            f"{blocked[p.id]}"
+                        )
+        return sorted(set(reasons))
 
     def _prepare(self) -> None:
         self.pool.addfileprovides()
@@ -159,18 +245,28 @@ class Solver:
 
         Returns the baseline NEVRAs. The chosen solvables move into a shadow
         repo that becomes ``pool.installed``, exactly as if rpmdb held them.
+        Each name is asked for as ``dnf group install`` asks for a group's
+        packages: the name or what obsoletes it, optional (a default package that
+        cannot be installed is left out).
         """
         self._prepare()
         os_repo = self._solv_repos[repo_id]
-        self.pool.set_considered_list([s.id for s in os_repo.solvables_iter()])
+        considered = {s.id for s in os_repo.solvables_iter()}
+        self.pool.set_considered_list(sorted(considered))
         jobs = []
+        touched: set[int] = set()
         for name in names:
             sel = self.pool.select(name, solv.Selection.SELECTION_NAME)
-            if not sel.isempty():
-                jobs += sel.jobs(solv.Job.SOLVER_INSTALL | solv.Job.SOLVER_WEAK)
+            if sel.isempty():
+                continue
+            ids = [s.id for s in sel.solvables()]
+            ids += [o for o in self._obsoleters(ids) if o in considered and o not in ids]
+            touched.update(ids)
+            jobs.append(self._one_of(ids, solv.Job.SOLVER_WEAK))
         solver = self._solver()
         problems = solver.solve(jobs)
         if problems:
+            self._touched = touched | _problem_solvables(problems)
             raise ResolveError(
                 "the baseline (@core of the os repo) does not resolve: "
                 + _describe(problems)
@@ -182,6 +278,7 @@ class Solver:
         shadow.moveshadow([s.id for s in chosen])
         self.pool.installed = shadow
         self.installed = shadow
+        self._baseline_touched = touched | {s.id for s in chosen}
         self._prepare()
         return sorted(s.str() for s in chosen)
 
@@ -253,41 +350,37 @@ class Solver:
 
     # -- the question -----------------------------------------------------------
     def solve(
-        self, requested: Sequence[str], docker_version: str, docker_repo: str
+        self, requested: Sequence[str], docker_version: str | None, docker_repo: str
     ) -> list[Package]:
-        """Packages ``yum install requested`` adds, with the docker family pinned."""
+        """Packages ``yum install requested`` adds, with the docker family pinned
+        (``docker_version`` None: no pin). :attr:`notes` then holds what yum would say
+        about the request (an obsoleted name replaced, a name found only as a provide)."""
         self._prepare()
-        pinned_out = []
-        for name in DOCKER_FAMILY:
-            for s in self._available(name, docker_repo):
-                if split_evr(s.evr)[1] != docker_version:
-                    pinned_out.append(s.id)
-        if pinned_out:
-            keep = set(pinned_out)
-            self.pool.set_considered_list(
-                [s.id for s in self.pool.solvables_iter() if s.id not in keep]
-            )
+        keep: set[int] = set()
+        if docker_version is not None:
+            for name in DOCKER_FAMILY:
+                for s in self._available(name, docker_repo):
+                    if split_evr(s.evr)[1] != docker_version:
+                        keep.add(s.id)
+        self.pool.set_considered_list(
+            [s.id for s in self.pool.solvables_iter() if s.id not in keep]
+        )
+        self.notes = []
+        self._touched = set(self._baseline_touched)
+        self._unlisted_paths = []
         jobs = []
-        for name in requested:
-            sel = self.pool.select(
-                name, solv.Selection.SELECTION_NAME | solv.Selection.SELECTION_DOTARCH
-            )
-            if sel.isempty():
-                raise ResolveError(_not_found(name, self.repos))
-            if pinned_out:  # ask only for what the pin leaves, so problems name only that
-                chosen = [s.id for s in sel.solvables() if s.id not in keep]
-                if chosen and len(chosen) != len(sel.solvables()):
-                    jobs.append(
-                        self.pool.Job(
-                            solv.Job.SOLVER_INSTALL | solv.Job.SOLVER_SOLVABLE_ONE_OF,
-                            self.pool.towhatprovides(chosen),
-                        )
-                    )
-                    continue
-            jobs += sel.jobs(solv.Job.SOLVER_INSTALL)
+        asked: list[tuple[str, list[int], bool]] = []
+        for spec in requested:
+            ids, by_name = self._candidates(spec)
+            # ask only for what the pin leaves, so problems name only that
+            ids = [i for i in ids if i not in keep] or ids
+            self._touched.update(ids)
+            asked.append((spec, ids, by_name))
+            jobs.append(self._one_of(ids))
         solver = self._solver()
         problems = solver.solve(jobs)
         if problems:
+            self._touched |= _problem_solvables(problems)
             raise ResolveError(
                 "cannot install "
                 + ", ".join(requested)
@@ -295,15 +388,102 @@ class Solver:
                 + _describe(problems)
                 + "; check that --os-mirror serves CentOS 7.9 os/extras/updates"
             )
-        wanted = set(requested)
+        new = list(solver.transaction().newsolvables())
+        self._touched.update(s.id for s in new)
+        chosen_ids = {s.id for s in new} | (
+            {s.id for s in self.installed.solvables_iter()} if self.installed else set()
+        )
+        requested_ids: set[int] = set()
+        for spec, ids, by_name in asked:
+            picked = [i for i in ids if i in chosen_ids]
+            requested_ids.update(picked)
+            self.notes += self._note(spec, picked, by_name)
         return sorted(
-            (self._package(s, s.name in wanted) for s in solver.transaction().newsolvables()),
+            (self._package(s, s.id in requested_ids) for s in new),
             key=lambda p: (p.name, p.filename),
         )
 
+    def _candidates(self, spec: str) -> tuple[list[int], bool]:
+        """Solvables ``yum install spec`` chooses among, and whether spec named them.
+
+        As dnf's ``Base.install`` (multilib_policy=best, obsoletes=True): a name, or
+        ``name.arch``, plus every package that obsoletes one of them; failing that the
+        packages that provide ``spec``. Installed packages count (nothing to do)."""
+        for flags in (
+            solv.Selection.SELECTION_NAME,
+            solv.Selection.SELECTION_NAME | solv.Selection.SELECTION_DOTARCH,
+        ):
+            sel = self.pool.select(spec, flags)
+            if not sel.isempty():
+                ids = [s.id for s in sel.solvables()]
+                return ids + [o for o in self._obsoleters(ids) if o not in ids], True
+        sel = self.pool.select(spec, solv.Selection.SELECTION_PROVIDES)
+        if spec.startswith("/"):
+            sel.add(self.pool.select(spec, solv.Selection.SELECTION_FILELIST))
+        if sel.isempty():
+            if spec.startswith("/"):
+                self._unlisted_paths.append(spec)
+            raise ResolveError(_not_found(spec, self.repos))
+        return [s.id for s in sel.solvables()], False
+
+    def _obsoleters(self, ids: Iterable[int]) -> list[int]:
+        """Packages whose Obsoletes match one of ``ids`` by name and version (not by
+        provides: libdnf's ``filter(obsoletes=...)`` and yum's obsoletes=1)."""
+        if self._obsoletes_index is None:
+            index: dict[str, list[tuple[int, solv.Dep]]] = {}
+            for s in self.pool.solvables_iter():
+                if s.repo != self.installed:
+                    for dep in s.lookup_deparray(solv.SOLVABLE_OBSOLETES, 0):
+                        index.setdefault(str(dep).split(" ", 1)[0], []).append((s.id, dep))
+            self._obsoletes_index = index
+        found: list[int] = []
+        for sid in ids:
+            target = self.pool.id2solvable(sid)
+            for obsoleter, dep in self._obsoletes_index.get(target.name, ()):
+                if obsoleter not in found and target.matchesdep(solv.SOLVABLE_NAME, dep):
+                    found.append(obsoleter)
+        return found
+
+    def _one_of(self, ids: Sequence[int], extra: int = 0) -> solv.Job:
+        """The job libdnf makes of a selector: install one of ``ids``; SETARCH and SETEVR
+        (as libdnf's goal) keep libsolv from adding the best-arch twin of an i686 pick."""
+        return self.pool.Job(
+            solv.Job.SOLVER_INSTALL
+            | solv.Job.SOLVER_SOLVABLE_ONE_OF
+            | solv.Job.SOLVER_SETARCH
+            | solv.Job.SOLVER_SETEVR
+            | extra,
+            self.pool.towhatprovides(list(ids)),
+        )
+
+    def _note(self, spec: str, picked: Sequence[int], by_name: bool) -> list[str]:
+        """yum's own line when the package installed is not the one named."""
+        notes = []
+        for sid in picked:
+            s = self.pool.id2solvable(sid)
+            if s.repo == self.installed or s.name == spec.rsplit(".", 1)[0] or s.name == spec:
+                continue
+            if by_name:
+                notes.append(
+                    f"Package {spec} is obsoleted by {s.name}, trying to install {s.str()} instead"
+                )
+            else:
+                notes.append(
+                    f"{spec} is not a package name; installing {s.str()}, which provides it"
+                )
+        return notes
+
     def _solver(self) -> solv.Solver:
+        """A solver flagged as libdnf flags its goal, plus no weak dependencies (el7)."""
         solver = self.pool.Solver()
-        solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED, 1)
+        for flag in (
+            solv.Solver.SOLVER_FLAG_ALLOW_VENDORCHANGE,
+            solv.Solver.SOLVER_FLAG_KEEP_ORPHANS,
+            solv.Solver.SOLVER_FLAG_BEST_OBEY_POLICY,
+            solv.Solver.SOLVER_FLAG_YUM_OBSOLETES,
+            solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED,
+        ):
+            solver.set_flag(flag, 1)
         return solver
 
     def _package(self, s: solv.XSolvable, requested: bool) -> Package:
@@ -353,6 +533,18 @@ class _EvrKey:
 
     def __lt__(self, other: _EvrKey) -> bool:
         return bool(self.s.evrcmp(other.s) < 0)
+
+
+def _problem_solvables(problems: Sequence[solv.Problem]) -> set[int]:
+    """Ids of the packages a solve's problems name (for the filelists decision)."""
+    ids = set()
+    for problem in problems:
+        for rule in problem.findallproblemrules():
+            for info in rule.allinfos():
+                for s in (info.solvable, info.othersolvable):
+                    if s is not None:
+                        ids.add(s.id)
+    return ids
 
 
 def _describe(problems: Sequence[solv.Problem]) -> str:

@@ -2025,6 +2025,12 @@ def rpm_checksig(s, bundle):
     return bad
 
 
+# yum's "Error:" prefix, also as a zh_CN yum prints it ("\u9519\u8bef\uff1a", full-width
+# colon; yum-transcripts T9 in tests/data/real-el7/), and its conflict error (T5).
+YUM_ERROR_PACKAGE = re.compile(u"^\\s*(?:Error|\u9519\u8bef)\\s*[:\uff1a]\\s*Package: (\\S+)")
+YUM_ERROR_CONFLICT = re.compile(u"^\\s*(?:Error|\u9519\u8bef)\\s*[:\uff1a]\\s*\\S+ conflicts\\b")
+
+
 def parse_yum_output(text):
     """Problems in yum's (EL7) or dnf's output: missing requirements, conflicts, success."""
     missing = []
@@ -2033,7 +2039,7 @@ def parse_yum_output(text):
     package = None
     section = None
     for line in text.splitlines():
-        match = re.match(r"^\s*Error: Package: (\S+)", line)
+        match = YUM_ERROR_PACKAGE.match(line)
         if match:
             package = match.group(1)
             continue
@@ -2049,7 +2055,8 @@ def parse_yum_output(text):
         if match:
             missing.append((match.group(1), match.group(2)))
             continue
-        if "conflicts with" in line and line.strip() not in conflicts:
+        if ("conflicts with" in line or YUM_ERROR_CONFLICT.match(line)) and (
+                line.strip() not in conflicts):
             conflicts.append(line.strip().lstrip("- ").strip())
         if re.match(r"^\s*(Removing for dependencies|Removing dependent packages):", line):
             section = "extra"
@@ -2089,6 +2096,9 @@ def yum_history_newest(s):
 
 def last_error_line(text):
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    # yum ends a failed resolution with hints ("You could try using --skip-broken to work
+    # around the problem"): the error is above them (yum-transcripts T1, T4 in tests/data)
+    lines = [ln for ln in lines if not ln.startswith("You could try ")] or lines
     for line in reversed(lines):
         lowered = line.lower()
         if "error" in lowered or "fail" in lowered or "problem" in lowered or "not ok" in lowered:

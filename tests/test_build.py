@@ -230,6 +230,7 @@ def test_full_closure_installs_into_an_empty_root(tmp_path, mirror_args, mirror,
     assert manifest["target"]["closure"] == "full"
     names = {p["name"] for p in manifest["packages"]}
     assert {"glibc", "bash", "shadow-utils", "container-selinux", "docker-ce"} <= names
+    assert not [p for p in mirror.paths() if "filelists" in p]  # no file dep needs them
     root = empty_root()
     root.install_files(bundle_rpms(folder))
     assert {"docker-ce", "glibc"} <= root.installed_names()
