@@ -58,7 +58,7 @@ from .signing import Signer
 if TYPE_CHECKING:
     from .images import ResolvedImage
 from .split import PartWriter, finish_split
-from .tarutil import add_tree, open_tar_gz, write_tar_gz
+from .tarutil import TARBALL_SUFFIX, add_tree, open_tar, write_tar
 
 SIGNATURE = "SHA256SUMS.asc"  # the publisher's detached signature over SHA256SUMS
 PUBLISHER_KEY = "publisher.asc"  # in keys/: the publisher's public key
@@ -139,7 +139,7 @@ def build(
         for path in staging.rglob("*"):
             os.utime(path, (plan.created, plan.created), follow_symlinks=False)
         folder = publish(workdir, plan.name, opts.output, artifacts)
-        tarball = opts.output / f"{plan.name}.tar.gz"
+        tarball = opts.output / f"{plan.name}{TARBALL_SUFFIX}"
         return BuildResult(folder, tarball, digest, manifest, [opts.output / p.name for p in parts])
 
 
@@ -445,16 +445,13 @@ def write_tarball(
 
     Returns the tarball's sha256, every artifact to publish, and the parts (if split).
     """
-    name = f"{plan.name}.tar.gz"
+    name = f"{plan.name}{TARBALL_SUFFIX}"
     if split_size is None:
-        write_tar_gz(workdir / name, staging, plan.name, plan.created)
-        digest = file_digest(workdir / name)["sha256"]
+        digest = write_tar(workdir / name, staging, plan.name, plan.created)
         artifacts, parts = [workdir / name], []
     else:
-        with PartWriter(workdir / name, split_size) as writer:
-            gz, tar = open_tar_gz(writer)  # type: ignore[arg-type]  # a write-only file
-            with gz, tar:
-                add_tree(tar, staging, plan.name, plan.created)
+        with PartWriter(workdir / name, split_size) as writer, open_tar(writer) as tar:
+            add_tree(tar, staging, plan.name, plan.created)
         digest = writer.total.hexdigest()
         parts = writer.parts
         part_sums, join = finish_split(name, parts, workdir)
@@ -467,7 +464,11 @@ def write_tarball(
 def publish(workdir: Path, name: str, output: Path, artifacts: Sequence[Path]) -> Path:
     """Move the finished folder and artifacts into place, replacing an older build's."""
     final = output / name
-    old = [*output.glob(f"{glob.escape(name)}.tar.gz*"), output / f"{name}.JOIN.txt"]
+    old = [
+        *output.glob(f"{glob.escape(name)}.tar.gz*"),  # an older airdock's gzipped tarball
+        *output.glob(f"{glob.escape(name)}{TARBALL_SUFFIX}*"),
+        output / f"{name}.JOIN.txt",
+    ]
     if final.exists():
         os.replace(final, workdir / ".old-bundle")
     os.replace(workdir / name, final)
