@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .download import Download, Downloader, file_digest
+from .download import Download, Downloader, file_digest, parallel
 from .errors import AirdockError
 from .locks import FileLock, Notify, remove_if_free
 from .manifest import (
@@ -64,6 +65,7 @@ SIGNATURE = "SHA256SUMS.asc"  # the publisher's detached signature over SHA256SU
 PUBLISHER_KEY = "publisher.asc"  # in keys/: the publisher's public key
 WORK_PREFIX = ".airdock-build-"
 LOCK_SUFFIX = ".lock"
+VERIFY_WORKERS = 2  # RPM checks at once: hashing is CPU-bound, downloads need little
 INSTALLER_DIR = Path(__file__).resolve().parent / "installer"
 INSTALLER_FILES = ("install.sh", "airdock_install.py", "README.txt")
 # Installed CentOS packages that must go in the same transaction (docs/el7-facts.md#old-packages).
@@ -115,9 +117,7 @@ def build(
         held.enter_context(holding_name(opts.output, plan.name, opts.wait, reporter.step))
         staging = workdir / plan.name
         add_pinned_keys(plan, keyring, workdir / "keys")
-        fetched = fetch_rpms(plan, downloader, staging / "rpms", opts.jobs, reporter)
-        reporter.step(f"verifying {len(fetched)} RPM headers and signatures")
-        rpms = verify_rpms(fetched, keyring)
+        rpms = fetch_rpms(plan, downloader, keyring, staging / "rpms", opts.jobs, reporter)
         reporter.step("writing repodata with createrepo_c")
         write_repodata(staging / "rpms", [p.filename for p in plan.packages], plan.created)
         key_entries = copy_keys(keyring, {r.signer for r in rpms}, staging / "keys")
@@ -250,34 +250,46 @@ class VerifiedRpm:
 
 
 def fetch_rpms(
-    plan: Plan, downloader: Downloader, dest: Path, jobs: int, reporter: Reporter
-) -> list[FetchedRpm]:
-    items = [
-        Download(p.urls, dest / p.filename, p.digest, p.size, label=p.filename)
-        for p in plan.packages
-    ]
-    reporter.step(f"fetching {len(items)} RPMs ({plan.rpm_size / 1e6:.1f} MB)")
+    plan: Plan,
+    downloader: Downloader,
+    keyring: Keyring,
+    dest: Path,
+    jobs: int,
+    reporter: Reporter,
+) -> list[VerifiedRpm]:
+    """Download the plan's RPMs on ``jobs`` threads and verify each as soon as it lands, on
+    a pool of its own (at most VERIFY_WORKERS at once): checking overlaps the downloads
+    still running instead of waiting for the last one."""
+    reporter.step(
+        f"fetching {len(plan.packages)} RPMs ({plan.rpm_size / 1e6:.1f} MB), "
+        "verifying each header and signature as it lands"
+    )
     reporter.bytes_started("RPMs", plan.rpm_size)
     try:
-        fetched = downloader.fetch_all(items, jobs)
+        with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as verifiers:
+
+            def fetch(p: Package) -> Future[VerifiedRpm]:
+                item = Download(p.urls, dest / p.filename, p.digest, p.size, label=p.filename)
+                f = downloader.fetch(item)
+                rpm = FetchedRpm(p, f.path, f.sha256, f.size, f.url or p.url)
+                return verifiers.submit(verify_one, rpm, keyring)
+
+            pending = parallel(fetch, plan.packages, jobs)
+            try:
+                return [f.result() for f in pending]
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
     finally:
         reporter.bytes_finished()
-    return [
-        FetchedRpm(p, f.path, f.sha256, f.size, f.url or p.url)
-        for p, f in zip(plan.packages, fetched)
-    ]
 
 
-def verify_rpms(rpms: Sequence[FetchedRpm], keyring: Keyring) -> list[VerifiedRpm]:
-    """Check every RPM's header against its metadata and its signatures against the keyring."""
-    verified = []
-    for rpm in rpms:
-        p = rpm.package
-        ident = verify_rpm(
-            rpm.path, (p.name, p.epoch, p.version, p.release, p.arch), keyring, p.url
-        )
-        verified.append(VerifiedRpm(rpm, ident.signing_key, ident.signer or ""))
-    return verified
+def verify_one(rpm: FetchedRpm, keyring: Keyring) -> VerifiedRpm:
+    """Check an RPM's header against its metadata and its signatures against the keyring."""
+    p = rpm.package
+    ident = verify_rpm(rpm.path, (p.name, p.epoch, p.version, p.release, p.arch), keyring, p.url)
+    return VerifiedRpm(rpm, ident.signing_key, ident.signer or "")
 
 
 def write_publisher_key(signer: Signer, keys: Path) -> Publisher:
