@@ -128,7 +128,7 @@ def build(
             manifest.publisher = write_publisher_key(opts.signer, staging / "keys")
         manifest.sbom = FileRef(**write_sbom(staging, manifest.to_dict()))  # SHA256SUMS covers it
         write_json(staging / "manifest.json", manifest.to_dict())
-        write_sha256sums(staging)
+        write_sha256sums(staging, known_digests(rpms, images))
         if opts.signer is not None:
             reporter.step(f"signing SHA256SUMS with {opts.signer.fingerprint}")
             opts.signer.sign_file(staging / "SHA256SUMS")
@@ -138,6 +138,9 @@ def build(
             artifacts.append(opts.signer.sign_file(artifacts[-1]))  # the tarball's .sha256
         for path in staging.rglob("*"):
             os.utime(path, (plan.created, plan.created), follow_symlinks=False)
+        if downloader.cache is not None:  # the RPMs are hard links to cache entries
+            for rpm in rpms:
+                downloader.cache.touched(rpm.fetched.package.digest, rpm.fetched.sha256)
         folder = publish(workdir, plan.name, opts.output, artifacts)
         tarball = opts.output / f"{plan.name}{TARBALL_SUFFIX}"
         return BuildResult(folder, tarball, digest, manifest, [opts.output / p.name for p in parts])
@@ -441,12 +444,25 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_sha256sums(root: Path) -> None:
+def known_digests(rpms: Sequence[VerifiedRpm], images: Sequence[ManifestImage]) -> dict[str, str]:
+    """The sha256 of the bundle's large files, computed as they were downloaded or written
+    (and what the manifest records): SHA256SUMS reuses them instead of reading the files
+    once more."""
+    known = {f"rpms/{r.fetched.package.filename}": r.fetched.sha256 for r in rpms}
+    known.update({i.file: i.sha256 for i in images})
+    return known
+
+
+def write_sha256sums(root: Path, known: dict[str, str] | None = None) -> None:
+    """``SHA256SUMS`` of every file below ``root``; ``known`` gives digests already computed
+    (by path relative to ``root``), the rest are hashed here."""
+    known = known or {}
     lines = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
         if rel not in ("SHA256SUMS", SIGNATURE):
-            lines.append(f"{file_digest(path)['sha256']}  {rel}\n")
+            digest = known.get(rel) or file_digest(path)["sha256"]
+            lines.append(f"{digest}  {rel}\n")
     (root / "SHA256SUMS").write_text("".join(sorted(lines, key=lambda s: s[66:])))
 
 

@@ -125,12 +125,13 @@ def make_downloader(
     reporter: Reporter | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     retries: int = 3,
+    verify_cache: bool = False,
 ) -> Downloader:
     if timeout <= 0:
         raise UsageError(f"--timeout {timeout:g} must be more than 0 seconds")
     if retries < 0:
         raise UsageError(f"--retries {retries} must be 0 or more")
-    cache = Cache(cache_dir or default_cache_dir())
+    cache = Cache(cache_dir or default_cache_dir(), verify=verify_cache)
     return Downloader(
         cache,
         retries=retries,
@@ -243,6 +244,12 @@ OPT_NO_WAIT = typer.Option(
     "into the output folder.",
 )
 
+OPT_VERIFY_CACHE = typer.Option(
+    False,
+    "--verify-cache",
+    help="Hash every cache entry used, even those whose index says they are unchanged.",
+)
+
 
 def _warn(message: str) -> None:
     typer.echo(message, err=True)
@@ -314,13 +321,14 @@ def build_cmd(
         False, "--dry-run", help="Resolve and print the plan; download no RPM."
     ),
     no_wait: bool = OPT_NO_WAIT,
+    verify_cache: bool = OPT_VERIFY_CACHE,
     as_json: bool = OPT_JSON,
 ) -> None:
     """Resolve, download and verify Docker CE for CentOS 7 into a checksummed bundle."""
 
     def body() -> None:
         reporter = ConsoleReporter(quiet=as_json)
-        downloader = make_downloader(cache_dir, reporter, timeout, retries)
+        downloader = make_downloader(cache_dir, reporter, timeout, retries, verify_cache)
         opts = BuildOptions.from_cli(
             mirror=_chain(mirror, os_mirror, repo_file, channel, downloader),
             output=output,
@@ -415,13 +423,14 @@ def release_cmd(
     timeout: float = OPT_TIMEOUT,
     retries: int = OPT_RETRIES,
     no_wait: bool = OPT_NO_WAIT,
+    verify_cache: bool = OPT_VERIFY_CACHE,
     as_json: bool = OPT_JSON,
 ) -> None:
     """Build one reproducible bundle per (mirror, arch) and write RELEASES.json/.md."""
 
     def body() -> None:
         reporter = ConsoleReporter(quiet=as_json)
-        downloader = make_downloader(cache_dir, reporter, timeout, retries)
+        downloader = make_downloader(cache_dir, reporter, timeout, retries, verify_cache)
         for a in arch:
             check_arch(a)
         base = BuildOptions.from_cli(

@@ -27,6 +27,7 @@ import hashlib
 import os
 import shutil
 import socket
+import stat
 import threading
 import time
 import weakref
@@ -59,6 +60,7 @@ DEFAULT_TIMEOUT = 60.0
 # Caps for documents whose size no metadata states (a hostile server could send gigabytes).
 DOCUMENT_LIMIT = 4 << 20  # repomd.xml, .repo files, registry manifests and indexes
 SMALL_LIMIT = 1 << 20  # tokens, error bodies, tag lists
+INDEX_SUFFIX = ".verified"  # beside a cache entry: what it hashed to, and when
 
 ProgressCallback = Callable[[int], None]
 T = TypeVar("T")
@@ -100,13 +102,19 @@ class TransientError(Exception):
 class Cache:
     """Content-addressed store: ``<root>/<algo>/<hex[:2]>/<hex>``.
 
-    Entries are re-verified when used, so a damaged cache file is dropped and
-    fetched again instead of poisoning a bundle. An entry being downloaded is locked
-    (``<hex>.lock`` beside it), so builds sharing a cache fetch each file once.
+    Every entry is checked when used, so a damaged cache file is dropped and fetched again
+    instead of poisoning a bundle. Checking does not mean hashing each time: beside each
+    entry a small index (``<hex>.verified``: its sha256, size, mtime and inode when it was
+    last hashed or stored) lets an unchanged entry be used without reading it; any change
+    to the file (another size, mtime or inode) makes the next use hash it again, and
+    ``verify=True`` (``--verify-cache``) hashes every entry used whatever its index says.
+    An entry being downloaded is locked (``<hex>.lock`` beside it), so builds sharing a
+    cache fetch each file once.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, verify: bool = False) -> None:
         self.root = Path(root)
+        self.verify = verify
 
     def path_for(self, digest: Digest) -> Path:
         """Where an entry lives: derived from a validated, strong digest only."""
@@ -119,12 +127,22 @@ class Cache:
         if not digest.strong:
             return None
         path = self.path_for(digest)
-        if not path.is_file():
+        try:
+            before = path.stat()
+        except OSError:
             return None
+        if not stat.S_ISREG(before.st_mode):
+            return None
+        if not self.verify:
+            known = self._indexed(path, digest, before)
+            if known is not None:
+                return path, known
         sums = file_digest(path, {digest.algo, "sha256"})
         if sums[digest.algo] != digest.value:
             path.unlink(missing_ok=True)
+            _index_path(path).unlink(missing_ok=True)
             return None
+        self._write_index(path, sums["sha256"], before)  # the state that was hashed
         return path, sums["sha256"]
 
     def lock(self, digest: Digest) -> FileLock:
@@ -135,11 +153,70 @@ class Cache:
             path.with_name(path.name + ".lock"), holder=f"another airdock build fetching {digest}"
         )
 
-    def store(self, tmp: Path, digest: Digest) -> Path:
+    def store(self, tmp: Path, digest: Digest, sha256: str | None = None) -> Path:
+        """Move a verified download into place (and index it under its ``sha256``)."""
         path = self.path_for(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
+        before = tmp.stat()
         os.replace(tmp, path)
+        if sha256 is not None:
+            self._write_index(path, sha256, before)
         return path
+
+    def touched(self, digest: Digest, sha256: str) -> None:
+        """Re-index an entry whose times a build changed through a hard link (a bundle's
+        RPMs are links to their entries and get the bundle's time) right after it read and
+        verified the bytes: the next build then need not hash them again."""
+        if not digest.strong:
+            return
+        path = self.path_for(digest)
+        try:
+            now = path.stat()
+        except OSError:
+            return
+        found = _read_index(path)
+        if found is not None and found[0] == sha256:
+            self._write_index(path, sha256, now)
+
+    def _indexed(self, path: Path, digest: Digest, now: os.stat_result) -> str | None:
+        """The sha256 the index gives for the entry as it is now, or None (hash it)."""
+        found = _read_index(path)
+        if found is None or found[1] != _stamp(now):
+            return None
+        if digest.algo == "sha256" and found[0] != digest.value:
+            return None
+        return found[0]
+
+    def _write_index(self, path: Path, sha256: str, st: os.stat_result) -> None:
+        index = _index_path(path)
+        tmp = index.with_name(f".{index.name}.tmp{os.getpid()}.{threading.get_ident()}")
+        try:
+            tmp.write_text(f"{sha256} {_stamp(st)}\n", encoding="ascii")
+            os.replace(tmp, index)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # no index: the entry is hashed next time
+
+
+def _index_path(path: Path) -> Path:
+    return path.with_name(path.name + INDEX_SUFFIX)
+
+
+def _stamp(st: os.stat_result) -> str:
+    """What changes when a file's bytes are rewritten or replaced: size, mtime, inode."""
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+
+def _read_index(path: Path) -> tuple[str, str] | None:
+    """(sha256, stamp) from an entry's index, or None when absent or malformed."""
+    try:
+        with open(_index_path(path), "rb") as fh:
+            text = fh.read(256).decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    sha256, _, stamp = text.strip().partition(" ")
+    if len(sha256) != 64 or set(sha256) - set("0123456789abcdef") or len(stamp.split()) != 3:
+        return None
+    return sha256, stamp
 
 
 def place(src: Path, dest: Path) -> None:
@@ -454,7 +531,7 @@ class Downloader:
                     last = exc
                     continue
                 if cached is not None and self.cache is not None:
-                    place(self.cache.store(tmp, cached), item.dest)
+                    place(self.cache.store(tmp, cached, sha256), item.dest)
                 else:
                     item.dest.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(tmp, item.dest)
