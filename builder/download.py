@@ -22,8 +22,11 @@ Progress is reported through a callback with byte counts; the CLI owns the bar.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -48,7 +51,16 @@ from .errors import ChecksumError, MirrorError, NotFoundError
 from .locks import FileLock
 from .names import one_line
 
-__all__ = ["Cache", "Digest", "Download", "Downloader", "Fetched", "file_digest", "parallel"]
+__all__ = [
+    "Cache",
+    "Digest",
+    "Download",
+    "Downloader",
+    "Fetched",
+    "NotModified",
+    "file_digest",
+    "parallel",
+]
 
 CHUNK = 1 << 16
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -61,6 +73,7 @@ DEFAULT_TIMEOUT = 60.0
 DOCUMENT_LIMIT = 4 << 20  # repomd.xml, .repo files, registry manifests and indexes
 SMALL_LIMIT = 1 << 20  # tokens, error bodies, tag lists
 INDEX_SUFFIX = ".verified"  # beside a cache entry: what it hashed to, and when
+VALIDATORS = ("etag", "last-modified")  # response headers a conditional request sends back
 
 ProgressCallback = Callable[[int], None]
 T = TypeVar("T")
@@ -78,6 +91,8 @@ class Download:
     headers: Mapping[str, str] = field(default_factory=dict)
     label: str = ""
     max_size: int | None = None  # a cap when ``size`` is unknown (documents)
+    # per URL: If-None-Match/If-Modified-Since for the copy it served before (documents)
+    conditional: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -93,10 +108,26 @@ class Fetched:
     size: int
     url: str | None
     from_cache: bool
+    validators: Mapping[str, str] = field(default_factory=dict)  # the answer's ETag etc.
 
 
 class TransientError(Exception):
     """A transient failure: worth another attempt (possibly resuming)."""
+
+
+class NotModified(Exception):  # noqa: N818 - an answer, not an error
+    """The server answered 304 to a conditional request: the copy it names is current."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+@dataclass(frozen=True)
+class _Got:
+    sha256: str
+    size: int
+    validators: dict[str, str]
 
 
 class Cache:
@@ -144,6 +175,10 @@ class Cache:
             return None
         self._write_index(path, sums["sha256"], before)  # the state that was hashed
         return path, sums["sha256"]
+
+    def documents(self) -> DocumentStore:
+        """Where documents that change in place (repomd.xml) are kept with their validators."""
+        return DocumentStore(self.root / "documents")
 
     def lock(self, digest: Digest) -> FileLock:
         """The lock a build holds while it downloads this entry (see :meth:`Downloader.fetch`)."""
@@ -197,6 +232,68 @@ class Cache:
             tmp.unlink(missing_ok=True)  # no index: the entry is hashed next time
 
 
+@dataclass(frozen=True)
+class SavedDocument:
+    body: bytes
+    url: str  # the URL that served it: the only one asked conditionally for it
+    validators: dict[str, str]
+
+    def conditional(self) -> dict[str, str]:
+        """The request headers that ask for this copy only if it changed."""
+        found = {k.lower(): v for k, v in self.validators.items()}
+        headers = {}
+        if "etag" in found:
+            headers["If-None-Match"] = found["etag"]
+        if "last-modified" in found:
+            headers["If-Modified-Since"] = found["last-modified"]
+        return headers
+
+
+class DocumentStore:
+    """``<root>/<key>.json``: a document's body (base64), the URL that served it and its
+    validators, keyed by the sha256 of its candidate URLs. One file, replaced atomically, so
+    concurrent builds never mix one's body with another's validators; an unreadable or
+    malformed entry is ignored (the document is fetched whole)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: Sequence[str]) -> Path:
+        name = hashlib.sha256("\n".join(key).encode("utf-8")).hexdigest()
+        return self.root / f"{name}.json"
+
+    def load(self, key: Sequence[str]) -> SavedDocument | None:
+        try:
+            with open(self._path(key), "rb") as fh:
+                raw = fh.read(DOCUMENT_LIMIT * 2)
+            data = json.loads(raw)
+            body = base64.b64decode(data["body"], validate=True)
+            if hashlib.sha256(body).hexdigest() != data["sha256"]:
+                return None
+            validators = {str(k): str(v) for k, v in dict(data["validators"]).items()}
+            return SavedDocument(body, str(data["url"]), validators)
+        except (OSError, ValueError, KeyError, TypeError, binascii.Error):
+            return None
+
+    def save(self, key: Sequence[str], doc: SavedDocument) -> None:
+        if not any(k.lower() in VALIDATORS for k in doc.validators):
+            return  # nothing to revalidate it with
+        path = self._path(key)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
+        record = {
+            "url": doc.url,
+            "validators": doc.validators,
+            "sha256": hashlib.sha256(doc.body).hexdigest(),
+            "body": base64.b64encode(doc.body).decode("ascii"),
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # not kept: the next build fetches it whole
+
+
 def _index_path(path: Path) -> Path:
     return path.with_name(path.name + INDEX_SUFFIX)
 
@@ -239,6 +336,7 @@ class Stats:
     from_cache: int = 0
     network_bytes: int = 0
     retries: int = 0
+    not_modified: int = 0  # conditional requests answered 304 (a cached copy reused)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
@@ -518,7 +616,7 @@ class Downloader:
         try:
             for url in item.urls:
                 try:
-                    sha256, size = self._fetch_url_with_retries(url, item, tmp)
+                    got = self._fetch_url_with_retries(url, item, tmp)
                 except NotFoundError as exc:
                     not_found.append(url)
                     errors.append(str(exc))
@@ -531,12 +629,12 @@ class Downloader:
                     last = exc
                     continue
                 if cached is not None and self.cache is not None:
-                    place(self.cache.store(tmp, cached, sha256), item.dest)
+                    place(self.cache.store(tmp, cached, got.sha256), item.dest)
                 else:
                     item.dest.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(tmp, item.dest)
                 self.stats.add(fetched=1)
-                return Fetched(item.dest, sha256, size, url, False)
+                return Fetched(item.dest, got.sha256, got.size, url, False, got.validators)
         finally:
             tmp.unlink(missing_ok=True)
         if mismatch is not None:
@@ -568,12 +666,12 @@ class Downloader:
                 last = str(exc)
         raise MirrorError(f"{last} (gave up after {attempts} attempts)")
 
-    def _fetch_url_with_retries(self, url: str, item: Download, tmp: Path) -> tuple[str, int]:
+    def _fetch_url_with_retries(self, url: str, item: Download, tmp: Path) -> _Got:
         """Fetch from one URL; a digest mismatch is retried from scratch, then reported."""
         tmp.unlink(missing_ok=True)
         mismatch: list[ChecksumError] = []
 
-        def once() -> tuple[str, int]:
+        def once() -> _Got:
             mismatch.clear()
             try:
                 with self.deadline(item.size or item.max_size or DOCUMENT_LIMIT, url):
@@ -593,14 +691,18 @@ class Downloader:
                 raise mismatch[0] from None
             raise
 
-    def _fetch_once(self, url: str, item: Download, tmp: Path) -> tuple[str, int]:
+    def _fetch_once(self, url: str, item: Download, tmp: Path) -> _Got:
         have = tmp.stat().st_size if tmp.exists() else 0
         headers = dict(item.headers)
         if have:
             headers["Range"] = f"bytes={have}-"
+        else:
+            headers.update(item.conditional.get(url, {}))
         limit = item.size if item.size is not None else item.max_size
         resp = self.request("GET", url, headers, stream=True)
         with resp:
+            if resp.status_code == 304 and not have and url in item.conditional:
+                raise NotModified(url)
             if resp.status_code == 404 or resp.status_code == 410:
                 raise NotFoundError(f"{url} not found (HTTP {resp.status_code})")
             if resp.status_code in RETRY_STATUS:
@@ -681,7 +783,8 @@ class Downloader:
                     f"{item.digest.algo}:{item.digest.value}, got {item.digest.algo}:{actual}; "
                     "the mirror is stale or damaged — retry later or choose another mirror"
                 )
-        return sha256, got
+        validators = {k: v for k, v in resp.headers.items() if k.lower() in VALIDATORS}
+        return _Got(sha256, got, validators)
 
     # -- many files ---------------------------------------------------------------
     def fetch_all(self, items: Sequence[Download], jobs: int = 4) -> list[Fetched]:
@@ -703,6 +806,34 @@ class Downloader:
             return dest.read_bytes(), got.url or ""
         finally:
             dest.unlink(missing_ok=True)
+
+    def get_current(
+        self, urls: Sequence[str], label: str, workdir: Path, limit: int = DOCUMENT_LIMIT
+    ) -> tuple[bytes, str]:
+        """A small document that changes in place (repomd.xml), revalidated: the copy kept in
+        the cache with its ``ETag``/``Last-Modified`` is asked for conditionally (to the URL
+        that served it) and reused on ``304 Not Modified``; without a cache, :meth:`get_bytes`."""
+        store = self.cache.documents() if self.cache is not None else None
+        if store is None:
+            return self.get_bytes(urls, label, workdir, limit=limit)
+        key = tuple(urls)
+        saved = store.load(key)
+        conditional = {saved.url: saved.conditional()} if saved and saved.url in urls else {}
+        dest = workdir / f".{label}.download"
+        item = Download(key, dest, label=label, max_size=limit, conditional=conditional)
+        try:
+            got = self.fetch(item)
+        except NotModified:
+            if saved is None:  # (cannot be: only the URL that served it is asked conditionally)
+                raise
+            self.stats.add(not_modified=1)
+            return saved.body, saved.url
+        try:
+            body = dest.read_bytes()
+        finally:
+            dest.unlink(missing_ok=True)
+        store.save(key, SavedDocument(body, got.url or urls[0], dict(got.validators)))
+        return body, got.url or ""
 
 
 def _reason(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from .digests import STRONG
 from .download import Downloader
 from .errors import AirdockError, UsageError
 from .mirrors import CENTOS_RELEASE, CENTOS_REPOS, MirrorChain
-from .repodata import Repo, core_group, fetch_records, fetch_repo, group_record
+from .repodata import Repo, core_group, fetch_records, fetch_repo, fetch_repos, group_record
 from .resolve import Package, Solver, check_version
 
 if TYPE_CHECKING:
@@ -213,6 +213,15 @@ def fetch_docker_repo(opts: BuildOptions, downloader: Downloader, workdir: Path)
     )
 
 
+def metadata_types(
+    opts: BuildOptions, repo: Repo, sources: Sequence[tuple[str, Sequence[str]]]
+) -> tuple[str, ...]:
+    """What a plan reads of ``repo`` in the first round: primary, and the os repo's comps
+    with a minimal closure (read then with the primaries instead of one round trip later)."""
+    kind = group_record(repo) if opts.closure == "minimal" else None
+    return ("primary", kind) if kind and repo.id == sources[1][0] else ("primary",)
+
+
 def list_versions(opts: BuildOptions, downloader: Downloader, workdir: Path) -> list[str]:
     """docker-ce versions the mirror really has, newest first."""
     repo = fetch_docker_repo(opts, downloader, workdir)
@@ -229,10 +238,11 @@ def make_plan(
         raise UsageError(f"--closure {opts.closure!r} is not known; use minimal or full")
     first = opts.mirror.first
     reporter.step(f"reading metadata from {first.docker_ce} and {first.os}")
-    repos = [fetch_docker_repo(opts, downloader, workdir)]
-    for name in CENTOS_REPOS:
-        urls = opts.mirror.centos_repo_urls(name, opts.arch)
-        repos.append(fetch_repo(downloader, f"centos-{name}", urls, workdir))
+    sources = [
+        (docker_repo_id(opts.channel), opts.mirror.docker_repo_urls(opts.arch, opts.channel))
+    ]
+    sources += [(f"centos-{n}", opts.mirror.centos_repo_urls(n, opts.arch)) for n in CENTOS_REPOS]
+    repos = fetch_repos(downloader, sources, workdir, lambda r: metadata_types(opts, r, sources))
     os_repo = repos[1]
 
     solver = Solver(opts.arch)

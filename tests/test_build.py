@@ -187,6 +187,13 @@ def test_rebuild_from_cache_fetches_no_rpm_and_is_identical(default_bundle, fixt
         )
     )
     assert [p for p in mirror.paths() if p.endswith(".rpm")] == []
+    # nothing changed upstream: one conditional request per repository, each answered 304,
+    # and nothing else (primaries and comps come from the cache by their digests)
+    repomd = [r for r in mirror.requests if r.path.endswith("/repodata/repomd.xml")]
+    assert len(repomd) == len({r.path for r in repomd}) == 4, repomd  # docker-ce, os, …
+    assert all(r.headers.get("If-None-Match") for r in repomd)
+    assert {e["status"] for e in mirror.log if e["path"].endswith("/repomd.xml")} == {304}
+    assert [r.path for r in mirror.requests if r not in repomd] == []
     assert again["tarball_sha256"] == first["tarball_sha256"]
     assert Path(again["tarball"]).read_bytes() == Path(first["tarball"]).read_bytes()
     assert again["downloads"]["from_cache"] >= again["packages"]

@@ -112,6 +112,30 @@ def test_cache_entry_changed_in_place_is_hashed_again(server, tmp_path):
     assert not got.from_cache and server.count("/a/blob.bin") == 1
 
 
+def test_a_document_is_revalidated_and_reused_on_304(server, tmp_path):
+    """repomd.xml-like documents: the second fetch is one conditional request answered 304
+    (the kept copy is used); once the file changes, it is fetched whole again."""
+    dl, work = downloader(tmp_path), tmp_path / "work"
+    work.mkdir()
+    urls = [server.url + "/missing/doc.xml", server.url + "/a/blob.bin"]
+    assert dl.get_current(urls, "doc", work) == (PAYLOAD, urls[1])
+    server.reset()
+    assert dl.get_current(urls, "doc", work) == (PAYLOAD, urls[1])
+    [entry] = [e for e in server.log if e["path"] == "/a/blob.bin"]
+    [request] = [r for r in server.requests if r.path == "/a/blob.bin"]
+    assert entry["status"] == 304 and entry["sent"] == 0 and dl.stats.not_modified == 1
+    assert "If-None-Match" in request.headers and "If-Modified-Since" in request.headers
+    assert (
+        "If-None-Match"
+        not in next(r for r in server.requests if r.path == "/missing/doc.xml").headers
+    )
+    (server.root / "a" / "blob.bin").write_bytes(b"changed upstream")
+    server.reset()
+    assert dl.get_current(urls, "doc", work) == (b"changed upstream", urls[1])
+    assert [e["status"] for e in server.log if e["path"] == "/a/blob.bin"] == [200]
+    assert list(work.iterdir()) == []
+
+
 def test_5xx_is_retried(server, tmp_path):
     server.fail("/a/blob.bin", status=503, times=2)
     dl = downloader(tmp_path)
