@@ -808,14 +808,20 @@ class Downloader:
             dest.unlink(missing_ok=True)
 
     def get_current(
-        self, urls: Sequence[str], label: str, workdir: Path, limit: int = DOCUMENT_LIMIT
-    ) -> tuple[bytes, str]:
+        self,
+        urls: Sequence[str],
+        label: str,
+        workdir: Path,
+        accept: Callable[[bytes, str], T],
+        limit: int = DOCUMENT_LIMIT,
+    ) -> T:
         """A small document that changes in place (repomd.xml), revalidated: the copy kept in
-        the cache with its ``ETag``/``Last-Modified`` is asked for conditionally (to the URL
-        that served it) and reused on ``304 Not Modified``; without a cache, :meth:`get_bytes`."""
+        the cache with its ``ETag``/``Last-Modified`` is asked for conditionally (of the URL
+        that served it) and reused on ``304 Not Modified``. ``accept(body, url)`` checks and
+        reads it; only a document it accepted is kept. Without a cache: :meth:`get_bytes`."""
         store = self.cache.documents() if self.cache is not None else None
         if store is None:
-            return self.get_bytes(urls, label, workdir, limit=limit)
+            return accept(*self.get_bytes(urls, label, workdir, limit=limit))
         key = tuple(urls)
         saved = store.load(key)
         conditional = {saved.url: saved.conditional()} if saved and saved.url in urls else {}
@@ -827,13 +833,15 @@ class Downloader:
             if saved is None:  # (cannot be: only the URL that served it is asked conditionally)
                 raise
             self.stats.add(not_modified=1)
-            return saved.body, saved.url
+            return accept(saved.body, saved.url)
         try:
             body = dest.read_bytes()
         finally:
             dest.unlink(missing_ok=True)
-        store.save(key, SavedDocument(body, got.url or urls[0], dict(got.validators)))
-        return body, got.url or ""
+        url = got.url or urls[0]
+        result = accept(body, url)
+        store.save(key, SavedDocument(body, url, dict(got.validators)))
+        return result
 
 
 def _reason(exc: BaseException) -> str:

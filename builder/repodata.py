@@ -188,14 +188,32 @@ def fetch_repos(
     return repos
 
 
+class _Unreadable(Exception):
+    def __init__(self, error: MirrorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def fetch_repomd(
     downloader: Downloader, repo_id: str, baseurls: Sequence[str], workdir: Path
 ) -> Repo:
     """A repository's repomd.xml, parsed: revalidated against the copy a previous build
     kept (``If-None-Match``/``If-Modified-Since``; a ``304`` reuses it)."""
     candidates = [base + "repodata/repomd.xml" for base in baseurls]
+
+    def accept(data: bytes, used: str) -> Repo:
+        try:
+            records = parse_repomd(data, used)
+        except MirrorError as exc:
+            raise _Unreadable(exc) from exc  # said as it is, not as "unreachable"
+        first = candidates.index(used) if used in candidates else 0
+        ordered = [baseurls[first]] + [b for i, b in enumerate(baseurls) if i != first]
+        return Repo(repo_id, ordered, hashlib.sha256(data).hexdigest(), records)
+
     try:
-        data, used = downloader.get_current(candidates, f"{repo_id}-repomd.xml", workdir)
+        return downloader.get_current(candidates, f"{repo_id}-repomd.xml", workdir, accept)
+    except _Unreadable as exc:
+        raise exc.error from None
     except NotFoundError as exc:
         raise NotFoundError(
             f"no yum repository at {' or '.join(baseurls)} ({candidates[-1]} not found); "
@@ -208,9 +226,6 @@ def fetch_repomd(
             f"mirror unreachable: {exc}; check the network, DNS and proxy (HTTPS_PROXY is "
             "honoured) or choose another mirror (`airdock mirrors`, e.g. --mirror aliyun)"
         ) from exc
-    first = candidates.index(used) if used in candidates else 0
-    ordered = [baseurls[first]] + [b for i, b in enumerate(baseurls) if i != first]
-    return Repo(repo_id, ordered, hashlib.sha256(data).hexdigest(), parse_repomd(data, used))
 
 
 def fetch_records(downloader: Downloader, repo: Repo, workdir: Path, types: Sequence[str]) -> None:

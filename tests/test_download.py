@@ -118,9 +118,9 @@ def test_a_document_is_revalidated_and_reused_on_304(server, tmp_path):
     dl, work = downloader(tmp_path), tmp_path / "work"
     work.mkdir()
     urls = [server.url + "/missing/doc.xml", server.url + "/a/blob.bin"]
-    assert dl.get_current(urls, "doc", work) == (PAYLOAD, urls[1])
+    assert dl.get_current(urls, "doc", work, lambda body, url: (body, url)) == (PAYLOAD, urls[1])
     server.reset()
-    assert dl.get_current(urls, "doc", work) == (PAYLOAD, urls[1])
+    assert dl.get_current(urls, "doc", work, lambda body, url: (body, url)) == (PAYLOAD, urls[1])
     [entry] = [e for e in server.log if e["path"] == "/a/blob.bin"]
     [request] = [r for r in server.requests if r.path == "/a/blob.bin"]
     assert entry["status"] == 304 and entry["sent"] == 0 and dl.stats.not_modified == 1
@@ -131,9 +131,27 @@ def test_a_document_is_revalidated_and_reused_on_304(server, tmp_path):
     )
     (server.root / "a" / "blob.bin").write_bytes(b"changed upstream")
     server.reset()
-    assert dl.get_current(urls, "doc", work) == (b"changed upstream", urls[1])
+    assert dl.get_current(urls, "doc", work, lambda body, url: (body, url)) == (
+        b"changed upstream",
+        urls[1],
+    )
     assert [e["status"] for e in server.log if e["path"] == "/a/blob.bin"] == [200]
     assert list(work.iterdir()) == []
+
+
+def test_a_document_its_reader_refused_is_not_kept(server, tmp_path):
+    dl, work = downloader(tmp_path), tmp_path / "work"
+    work.mkdir()
+
+    def refuse(body, url):
+        raise MirrorError(f"{url} is not valid")
+
+    with pytest.raises(MirrorError):
+        dl.get_current([server.url + "/a/blob.bin"], "doc", work, refuse)
+    server.reset()
+    dl.get_current([server.url + "/a/blob.bin"], "doc", work, lambda body, url: body)
+    [request] = server.requests
+    assert "If-None-Match" not in request.headers and "If-Modified-Since" not in request.headers
 
 
 def test_5xx_is_retried(server, tmp_path):
