@@ -245,7 +245,10 @@ def make_plan(
     repos = fetch_repos(downloader, sources, workdir, lambda r: metadata_types(opts, r, sources))
     os_repo = repos[1]
 
-    solver = Solver(opts.arch)
+    # parsed primaries are kept beside the downloads, unless --verify-cache trusts nothing kept
+    cache = downloader.cache
+    solv_cache = cache.root / "solv" if cache is not None and not cache.verify else None
+    solver = Solver(opts.arch, solv_cache)
     for repo in repos:
         solver.add_repo(repo)
     if solver.unresolved_file_deps():

@@ -194,6 +194,7 @@ def test_rebuild_from_cache_fetches_no_rpm_and_is_identical(default_bundle, fixt
     assert all(r.headers.get("If-None-Match") for r in repomd)
     assert {e["status"] for e in mirror.log if e["path"].endswith("/repomd.xml")} == {304}
     assert [r.path for r in mirror.requests if r not in repomd] == []
+    assert len(list((default_bundle["tmp"] / "cache" / "solv").glob("*.solv"))) == 4
     assert again["tarball_sha256"] == first["tarball_sha256"]
     assert Path(again["tarball"]).read_bytes() == Path(first["tarball"]).read_bytes()
     assert again["downloads"]["from_cache"] >= again["packages"]
