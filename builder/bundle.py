@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import hashlib
 import json
 import os
 import re
@@ -269,13 +270,17 @@ def fetch_rpms(
     )
     reporter.bytes_started("RPMs", plan.rpm_size)
     try:
+        cache = downloader.cache
+        verdicts = (
+            Verdicts(cache.root / "verdicts", keyring) if cache and not cache.verify else None
+        )
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as verifiers:
 
             def fetch(p: Package) -> Future[VerifiedRpm]:
                 item = Download(p.urls, dest / p.filename, p.digest, p.size, label=p.filename)
                 f = downloader.fetch(item)
                 rpm = FetchedRpm(p, f.path, f.sha256, f.size, f.url or p.url)
-                return verifiers.submit(verify_one, rpm, keyring)
+                return verifiers.submit(verify_one, rpm, keyring, verdicts)
 
             pending = parallel(fetch, plan.packages, jobs)
             try:
@@ -288,11 +293,61 @@ def fetch_rpms(
         reporter.bytes_finished()
 
 
-def verify_one(rpm: FetchedRpm, keyring: Keyring) -> VerifiedRpm:
-    """Check an RPM's header against its metadata and its signatures against the keyring."""
+def verify_one(rpm: FetchedRpm, keyring: Keyring, verdicts: Verdicts | None = None) -> VerifiedRpm:
+    """Check an RPM's header against its metadata and its signatures against the keyring
+    (or take the verdict of an earlier build that checked these very bytes so)."""
+    known = verdicts.get(rpm) if verdicts is not None else None
+    if known is not None:
+        return VerifiedRpm(rpm, *known)
     p = rpm.package
     ident = verify_rpm(rpm.path, (p.name, p.epoch, p.version, p.release, p.arch), keyring, p.url)
-    return VerifiedRpm(rpm, ident.signing_key, ident.signer or "")
+    verified = VerifiedRpm(rpm, ident.signing_key, ident.signer or "")
+    if verdicts is not None:
+        verdicts.put(rpm, verified)
+    return verified
+
+
+class Verdicts:
+    """RPM checks that passed, kept in the cache: ``<root>/<key>.json`` with the signing key
+    and signer, where the key is the sha256 of what decided the verdict (airdock's version,
+    the file's sha256 and size, the NEVRA the metadata states, and every trusted key's
+    fingerprint and bytes). A warm build takes an RPM's verdict instead of reading it again;
+    another key set, another file or another airdock checks afresh, and so does
+    ``--verify-cache``. The file's sha256 is the cache's (hashed or indexed)."""
+
+    def __init__(self, root: Path, keyring: Keyring) -> None:
+        self.root = root
+        self.fingerprints = {k.fingerprint for k in keyring.keys}
+        trust = hashlib.sha256()
+        for key in sorted(keyring.keys, key=lambda k: k.fingerprint):
+            trust.update(f"{key.fingerprint} {file_digest(key.path)['sha256']}\n".encode())
+        self.trust = trust.hexdigest()
+
+    def _path(self, rpm: FetchedRpm) -> Path:
+        what = f"{__version__}\n{self.trust}\n{rpm.sha256} {rpm.size}\n{rpm.package.nevra}\n"
+        return self.root / f"{hashlib.sha256(what.encode()).hexdigest()}.json"
+
+    def get(self, rpm: FetchedRpm) -> tuple[str | None, str] | None:
+        try:
+            with open(self._path(rpm), "rb") as fh:
+                data = json.loads(fh.read(4096))
+            signing_key, signer = data["signing_key"], data["signer"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if signer not in self.fingerprints:
+            return None
+        if signing_key is not None and not re.fullmatch(r"[0-9a-f]{16}", str(signing_key)):
+            return None
+        return signing_key, signer
+
+    def put(self, rpm: FetchedRpm, verified: VerifiedRpm) -> None:
+        path = self._path(rpm)
+        record = {"signing_key": verified.signing_key, "signer": verified.signer}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, json.dumps(record, sort_keys=True) + "\n")
+        except OSError:
+            pass  # not kept: checked again next time
 
 
 def write_publisher_key(signer: Signer, keys: Path) -> Publisher:

@@ -9,6 +9,7 @@ what dnf itself would add to a CentOS 7.9 @core host).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -198,6 +199,31 @@ def test_rebuild_from_cache_fetches_no_rpm_and_is_identical(default_bundle, fixt
     assert again["tarball_sha256"] == first["tarball_sha256"]
     assert Path(again["tarball"]).read_bytes() == Path(first["tarball"]).read_bytes()
     assert again["downloads"]["from_cache"] >= again["packages"]
+
+
+def test_verify_cache_rehashes_what_the_index_would_trust(tmp_path, mirror_args, mirror):
+    """A cache entry altered in place with its size, mtime and inode kept is what the index
+    cannot see: a plain rebuild trusts it, ``--verify-cache`` hashes it, drops it and
+    fetches that RPM again, and the bundle is the same as the first."""
+    first = summary(build(tmp_path, mirror_args))
+    manifest = json.loads((Path(first["bundle"]) / "manifest.json").read_text())
+    victim = next(p for p in manifest["packages"] if p["name"] == "docker-ce")
+    entry = tmp_path / "cache" / "sha256" / victim["sha256"][:2] / victim["sha256"]
+    assert (tmp_path / "cache" / "verdicts").is_dir()  # the RPM checks, kept for rebuilds
+    st = entry.stat()
+    with open(entry, "r+b") as fh:
+        fh.seek(st.st_size - 1)
+        last = fh.read(1)
+        fh.seek(st.st_size - 1)
+        fh.write(bytes([last[0] ^ 1]))
+    os.utime(entry, ns=(st.st_atime_ns, st.st_mtime_ns))
+    mirror.reset()
+    again = summary(build(tmp_path, mirror_args, "--verify-cache", output=tmp_path / "again"))
+    assert [Path(p).name for p in mirror.paths() if p.endswith(".rpm")] == [
+        Path(victim["file"]).name
+    ]
+    assert again["tarball_sha256"] == first["tarball_sha256"]
+    assert again["downloads"]["fetched"] == 1
 
 
 def test_source_date_epoch_sets_created(tmp_path, mirror_args, mirror):
