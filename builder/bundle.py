@@ -19,6 +19,7 @@ mirror state the bundle reflects). Same mirror state in, same bytes out.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import glob
 import hashlib
@@ -51,7 +52,7 @@ from .manifest import (
 )
 from .mirrors import CENTOS_RELEASE, RELEASEVER
 from .plan import BuildOptions, Plan, Reporter, make_plan
-from .repowriter import write_repodata
+from .repowriter import PackageXml, XmlStore, package_xml, write_repodata
 from .resolve import Package
 from .rpmverify import VENDOR_FINGERPRINTS, Keyring, verify_rpm
 from .sbom import write_sbom
@@ -120,7 +121,8 @@ def build(
         add_pinned_keys(plan, keyring, workdir / "keys")
         rpms = fetch_rpms(plan, downloader, keyring, staging / "rpms", opts.jobs, reporter)
         reporter.step("writing repodata with createrepo_c")
-        write_repodata(staging / "rpms", [p.filename for p in plan.packages], plan.created)
+        made = {r.fetched.package.filename: r.xml for r in rpms}
+        write_repodata(staging / "rpms", [p.filename for p in plan.packages], plan.created, made)
         key_entries = copy_keys(keyring, {r.signer for r in rpms}, staging / "keys")
         images = pull_images(opts, plan.images, staging, workdir, reporter)
         installer = copy_installer(staging)
@@ -251,6 +253,7 @@ class VerifiedRpm:
     fetched: FetchedRpm
     signing_key: str | None  # 16 hex, as the signature packet names it
     signer: str  # fingerprint of the trusted certificate that verified it
+    xml: PackageXml | None = None  # its repodata XML, made while the downloads go on
 
 
 def fetch_rpms(
@@ -271,16 +274,19 @@ def fetch_rpms(
     reporter.bytes_started("RPMs", plan.rpm_size)
     try:
         cache = downloader.cache
-        verdicts = (
-            Verdicts(cache.root / "verdicts", keyring) if cache and not cache.verify else None
-        )
+        verdicts, xml = None, None  # what earlier builds checked and made, unless --verify-cache
+        if cache is not None and not cache.verify:
+            verdicts = Verdicts(cache.root / "verdicts", keyring)
+            xml = XmlStore(cache.root / "repodata-xml")
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as verifiers:
 
             def fetch(p: Package) -> Future[VerifiedRpm]:
                 item = Download(p.urls, dest / p.filename, p.digest, p.size, label=p.filename)
                 f = downloader.fetch(item)
                 rpm = FetchedRpm(p, f.path, f.sha256, f.size, f.url or p.url)
-                return verifiers.submit(verify_one, rpm, keyring, verdicts)
+                return verifiers.submit(
+                    check_and_describe, rpm, keyring, plan.created, verdicts, xml
+                )
 
             pending = parallel(fetch, plan.packages, jobs)
             try:
@@ -291,6 +297,23 @@ def fetch_rpms(
                 raise
     finally:
         reporter.bytes_finished()
+
+
+def check_and_describe(
+    rpm: FetchedRpm,
+    keyring: Keyring,
+    created: int,
+    verdicts: Verdicts | None = None,
+    kept_xml: XmlStore | None = None,
+) -> VerifiedRpm:
+    """Verify the RPM, then make (or take from the cache) its repodata XML."""
+    verified = verify_one(rpm, keyring, verdicts)
+    name = rpm.package.filename
+    if kept_xml is not None:
+        xml = kept_xml.get(rpm.path, rpm.sha256, name, created)
+    else:
+        xml = package_xml(rpm.path, name, created)
+    return dataclasses.replace(verified, xml=xml)
 
 
 def verify_one(rpm: FetchedRpm, keyring: Keyring, verdicts: Verdicts | None = None) -> VerifiedRpm:
