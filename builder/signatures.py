@@ -25,6 +25,7 @@ data in one piece. Which RPM tags must carry which signatures is
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import subprocess
 from collections.abc import Callable
@@ -177,8 +178,8 @@ class V4Check(Check):
         self._pieces.append(data)
 
     def update_from(self, f: BinaryIO, start: int) -> None:
-        if not os.path.isdir(PROC_FDS) or self._pieces:
-            super().update_from(f, start)  # no /proc: in memory, as pysequoia wants it
+        if not os.path.isdir(PROC_FDS) or shutil.which("cat") is None or self._pieces:
+            super().update_from(f, start)  # no /proc or cat: in memory, as pysequoia wants it
         else:
             self._file = (f, start)
 
