@@ -288,8 +288,8 @@ class MirrorServer:
         h.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             h.send_header(k, v)
+        entry["status"] = status  # before the client can see the answer (no body may follow)
         h.end_headers()
-        entry["status"] = status
         if not head:
             entry["sent"] = len(body)
             h.wfile.write(body)
