@@ -19,8 +19,10 @@ mirror state the bundle reflects). Same mirror state in, same bytes out.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import glob
+import hashlib
 import json
 import os
 import re
@@ -28,6 +30,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .download import Download, Downloader, file_digest
+from .download import Download, Downloader, file_digest, parallel
 from .errors import AirdockError
 from .locks import FileLock, Notify, remove_if_free
 from .manifest import (
@@ -48,7 +51,7 @@ from .manifest import (
 )
 from .mirrors import CENTOS_RELEASE, RELEASEVER
 from .plan import BuildOptions, Plan, Reporter, make_plan, manifest_target, tree_size
-from .repowriter import write_repodata
+from .repowriter import PackageXml, XmlStore, package_xml, write_repodata
 from .resolve import Package
 from .rpmverify import VENDOR_FINGERPRINTS, Keyring, verify_rpm
 from .sbom import write_sbom
@@ -57,12 +60,13 @@ from .signing import Signer
 if TYPE_CHECKING:
     from .images import ResolvedImage
 from .split import PartWriter, finish_split
-from .tarutil import add_tree, open_tar_gz, write_tar_gz
+from .tarutil import TARBALL_SUFFIX, add_tree, open_tar, write_tar
 
 SIGNATURE = "SHA256SUMS.asc"  # the publisher's detached signature over SHA256SUMS
 PUBLISHER_KEY = "publisher.asc"  # in keys/: the publisher's public key
 WORK_PREFIX = ".airdock-build-"
 LOCK_SUFFIX = ".lock"
+VERIFY_WORKERS = 2  # RPM checks at once: hashing is CPU-bound, downloads need little
 INSTALLER_DIR = Path(__file__).resolve().parent / "installer"
 INSTALLER_FILES = ("install.sh", "airdock_install.py", "README.txt")
 # Installed CentOS packages that must go in the same transaction (docs/el7-facts.md#old-packages).
@@ -114,11 +118,10 @@ def build(
         held.enter_context(holding_name(opts.output, plan.name, opts.wait, reporter.step))
         staging = workdir / plan.name
         add_pinned_keys(plan, keyring, workdir / "keys")
-        fetched = fetch_rpms(plan, downloader, staging / "rpms", opts.jobs, reporter)
-        reporter.step(f"verifying {len(fetched)} RPM headers and signatures")
-        rpms = verify_rpms(fetched, keyring)
+        rpms = fetch_rpms(plan, downloader, keyring, staging / "rpms", opts.jobs, reporter)
         reporter.step("writing repodata with createrepo_c")
-        write_repodata(staging / "rpms", [p.filename for p in plan.packages], plan.created)
+        made = {r.fetched.package.filename: r.xml for r in rpms}
+        write_repodata(staging / "rpms", [p.filename for p in plan.packages], plan.created, made)
         key_entries = copy_keys(keyring, {r.signer for r in rpms}, staging / "keys")
         images = pull_images(opts, plan.images, staging, workdir, reporter)
         installer = copy_installer(staging)
@@ -127,7 +130,7 @@ def build(
             manifest.publisher = write_publisher_key(opts.signer, staging / "keys")
         manifest.sbom = FileRef(**write_sbom(staging, manifest.to_dict()))  # SHA256SUMS covers it
         write_json(staging / "manifest.json", manifest.to_dict())
-        write_sha256sums(staging)
+        write_sha256sums(staging, known_digests(rpms, images))
         if opts.signer is not None:
             reporter.step(f"signing SHA256SUMS with {opts.signer.fingerprint}")
             opts.signer.sign_file(staging / "SHA256SUMS")
@@ -141,8 +144,11 @@ def build(
             artifacts.append(opts.signer.sign_file(artifacts[-1]))  # the tarball's .sha256
         for path in staging.rglob("*"):
             os.utime(path, (plan.created, plan.created), follow_symlinks=False)
+        if downloader.cache is not None:  # the RPMs are hard links to cache entries
+            for rpm in rpms:
+                downloader.cache.touched(rpm.fetched.package.digest, rpm.fetched.sha256)
         folder = publish(workdir, plan.name, opts.output, artifacts)
-        tarball = opts.output / f"{plan.name}.tar.gz"
+        tarball = opts.output / f"{plan.name}{TARBALL_SUFFIX}"
         return BuildResult(folder, tarball, digest, manifest, [opts.output / p.name for p in parts])
 
 
@@ -250,37 +256,124 @@ class VerifiedRpm:
     fetched: FetchedRpm
     signing_key: str | None  # 16 hex, as the signature packet names it
     signer: str  # fingerprint of the trusted certificate that verified it
+    xml: PackageXml | None = None  # its repodata XML, made while the downloads go on
 
 
 def fetch_rpms(
-    plan: Plan, downloader: Downloader, dest: Path, jobs: int, reporter: Reporter
-) -> list[FetchedRpm]:
-    items = [
-        Download(p.urls, dest / p.filename, p.digest, p.size, label=p.filename)
-        for p in plan.packages
-    ]
-    reporter.step(f"fetching {len(items)} RPMs ({plan.rpm_size / 1e6:.1f} MB)")
+    plan: Plan,
+    downloader: Downloader,
+    keyring: Keyring,
+    dest: Path,
+    jobs: int,
+    reporter: Reporter,
+) -> list[VerifiedRpm]:
+    """Download the plan's RPMs on ``jobs`` threads and verify each as soon as it lands, on
+    a pool of its own (at most VERIFY_WORKERS at once): checking overlaps the downloads
+    still running instead of waiting for the last one."""
+    reporter.step(
+        f"fetching {len(plan.packages)} RPMs ({plan.rpm_size / 1e6:.1f} MB), "
+        "verifying each header and signature as it lands"
+    )
     reporter.bytes_started("RPMs", plan.rpm_size)
     try:
-        fetched = downloader.fetch_all(items, jobs)
+        cache = downloader.cache
+        verdicts, xml = None, None  # what earlier builds checked and made, unless --verify-cache
+        if cache is not None and not cache.verify:
+            verdicts = Verdicts(cache.root / "verdicts", keyring)
+            xml = XmlStore(cache.root / "repodata-xml")
+        with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as verifiers:
+
+            def fetch(p: Package) -> Future[VerifiedRpm]:
+                item = Download(p.urls, dest / p.filename, p.digest, p.size, label=p.filename)
+                f = downloader.fetch(item)
+                rpm = FetchedRpm(p, f.path, f.sha256, f.size, f.url or p.url)
+                return verifiers.submit(
+                    check_and_describe, rpm, keyring, plan.created, verdicts, xml
+                )
+
+            pending = parallel(fetch, plan.packages, jobs)
+            try:
+                return [f.result() for f in pending]
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
     finally:
         reporter.bytes_finished()
-    return [
-        FetchedRpm(p, f.path, f.sha256, f.size, f.url or p.url)
-        for p, f in zip(plan.packages, fetched)
-    ]
 
 
-def verify_rpms(rpms: Sequence[FetchedRpm], keyring: Keyring) -> list[VerifiedRpm]:
-    """Check every RPM's header against its metadata and its signatures against the keyring."""
-    verified = []
-    for rpm in rpms:
-        p = rpm.package
-        ident = verify_rpm(
-            rpm.path, (p.name, p.epoch, p.version, p.release, p.arch), keyring, p.url
-        )
-        verified.append(VerifiedRpm(rpm, ident.signing_key, ident.signer or ""))
+def check_and_describe(
+    rpm: FetchedRpm,
+    keyring: Keyring,
+    created: int,
+    verdicts: Verdicts | None = None,
+    kept_xml: XmlStore | None = None,
+) -> VerifiedRpm:
+    """Verify the RPM, then make (or take from the cache) its repodata XML."""
+    verified = verify_one(rpm, keyring, verdicts)
+    name = rpm.package.filename
+    if kept_xml is not None:
+        xml = kept_xml.get(rpm.path, rpm.sha256, name, created)
+    else:
+        xml = package_xml(rpm.path, name, created)
+    return dataclasses.replace(verified, xml=xml)
+
+
+def verify_one(rpm: FetchedRpm, keyring: Keyring, verdicts: Verdicts | None = None) -> VerifiedRpm:
+    """Check an RPM's header against its metadata and its signatures against the keyring
+    (or take the verdict of an earlier build that checked these very bytes so)."""
+    known = verdicts.get(rpm) if verdicts is not None else None
+    if known is not None:
+        return VerifiedRpm(rpm, *known)
+    p = rpm.package
+    ident = verify_rpm(rpm.path, (p.name, p.epoch, p.version, p.release, p.arch), keyring, p.url)
+    verified = VerifiedRpm(rpm, ident.signing_key, ident.signer or "")
+    if verdicts is not None:
+        verdicts.put(rpm, verified)
     return verified
+
+
+class Verdicts:
+    """RPM checks that passed, kept in the cache: ``<root>/<key>.json`` with the signing key
+    and signer, where the key is the sha256 of what decided the verdict (airdock's version,
+    the file's sha256 and size, the NEVRA the metadata states, and every trusted key's
+    fingerprint and bytes). A warm build takes an RPM's verdict instead of reading it again;
+    another key set, another file or another airdock checks afresh, and so does
+    ``--verify-cache``. The file's sha256 is the cache's (hashed or indexed)."""
+
+    def __init__(self, root: Path, keyring: Keyring) -> None:
+        self.root = root
+        self.fingerprints = {k.fingerprint for k in keyring.keys}
+        trust = hashlib.sha256()
+        for key in sorted(keyring.keys, key=lambda k: k.fingerprint):
+            trust.update(f"{key.fingerprint} {file_digest(key.path)['sha256']}\n".encode())
+        self.trust = trust.hexdigest()
+
+    def _path(self, rpm: FetchedRpm) -> Path:
+        what = f"{__version__}\n{self.trust}\n{rpm.sha256} {rpm.size}\n{rpm.package.nevra}\n"
+        return self.root / f"{hashlib.sha256(what.encode()).hexdigest()}.json"
+
+    def get(self, rpm: FetchedRpm) -> tuple[str | None, str] | None:
+        try:
+            with open(self._path(rpm), "rb") as fh:
+                data = json.loads(fh.read(4096))
+            signing_key, signer = data["signing_key"], data["signer"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if signer not in self.fingerprints:
+            return None
+        if signing_key is not None and not re.fullmatch(r"[0-9a-f]{16}", str(signing_key)):
+            return None
+        return signing_key, signer
+
+    def put(self, rpm: FetchedRpm, verified: VerifiedRpm) -> None:
+        path = self._path(rpm)
+        record = {"signing_key": verified.signing_key, "signer": verified.signer}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, json.dumps(record, sort_keys=True) + "\n")
+        except OSError:
+            pass  # not kept: checked again next time
 
 
 def write_publisher_key(signer: Signer, keys: Path) -> Publisher:
@@ -430,12 +523,25 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_sha256sums(root: Path) -> None:
+def known_digests(rpms: Sequence[VerifiedRpm], images: Sequence[ManifestImage]) -> dict[str, str]:
+    """The sha256 of the bundle's large files, computed as they were downloaded or written
+    (and what the manifest records): SHA256SUMS reuses them instead of reading the files
+    once more."""
+    known = {f"rpms/{r.fetched.package.filename}": r.fetched.sha256 for r in rpms}
+    known.update({i.file: i.sha256 for i in images})
+    return known
+
+
+def write_sha256sums(root: Path, known: dict[str, str] | None = None) -> None:
+    """``SHA256SUMS`` of every file below ``root``; ``known`` gives digests already computed
+    (by path relative to ``root``), the rest are hashed here."""
+    known = known or {}
     lines = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
         if rel not in ("SHA256SUMS", SIGNATURE):
-            lines.append(f"{file_digest(path)['sha256']}  {rel}\n")
+            digest = known.get(rel) or file_digest(path)["sha256"]
+            lines.append(f"{digest}  {rel}\n")
     (root / "SHA256SUMS").write_text("".join(sorted(lines, key=lambda s: s[66:])))
 
 
@@ -446,16 +552,13 @@ def write_tarball(
 
     Returns the tarball's sha256, every artifact to publish, and the parts (if split).
     """
-    name = f"{plan.name}.tar.gz"
+    name = f"{plan.name}{TARBALL_SUFFIX}"
     if split_size is None:
-        write_tar_gz(workdir / name, staging, plan.name, plan.created)
-        digest = file_digest(workdir / name)["sha256"]
+        digest = write_tar(workdir / name, staging, plan.name, plan.created)
         artifacts, parts = [workdir / name], []
     else:
-        with PartWriter(workdir / name, split_size) as writer:
-            gz, tar = open_tar_gz(writer)  # type: ignore[arg-type]  # a write-only file
-            with gz, tar:
-                add_tree(tar, staging, plan.name, plan.created)
+        with PartWriter(workdir / name, split_size) as writer, open_tar(writer) as tar:
+            add_tree(tar, staging, plan.name, plan.created)
         digest = writer.total.hexdigest()
         parts = writer.parts
         part_sums, join = finish_split(name, parts, workdir)
@@ -468,7 +571,11 @@ def write_tarball(
 def publish(workdir: Path, name: str, output: Path, artifacts: Sequence[Path]) -> Path:
     """Move the finished folder and artifacts into place, replacing an older build's."""
     final = output / name
-    old = [*output.glob(f"{glob.escape(name)}.tar.gz*"), output / f"{name}.JOIN.txt"]
+    old = [
+        *output.glob(f"{glob.escape(name)}.tar.gz*"),  # an older airdock's gzipped tarball
+        *output.glob(f"{glob.escape(name)}{TARBALL_SUFFIX}*"),
+        output / f"{name}.JOIN.txt",
+    ]
     if final.exists():
         os.replace(final, workdir / ".old-bundle")
     os.replace(workdir / name, final)

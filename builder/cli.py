@@ -214,6 +214,7 @@ def make_downloader(
     reporter: Reporter | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     retries: int = 3,
+    verify_cache: bool = False,
 ) -> Downloader:
     from .download import Cache, Downloader
     from .plan import default_cache_dir
@@ -222,7 +223,7 @@ def make_downloader(
         raise UsageError(f"--timeout {timeout:g} must be more than 0 seconds")
     if retries < 0:
         raise UsageError(f"--retries {retries} must be 0 or more")
-    cache = Cache(cache_dir or default_cache_dir())
+    cache = Cache(cache_dir or default_cache_dir(), verify=verify_cache)
     return Downloader(
         cache,
         retries=retries,
@@ -348,6 +349,12 @@ OPT_NO_WAIT = typer.Option(
     "into the output folder.",
 )
 
+OPT_VERIFY_CACHE = typer.Option(
+    False,
+    "--verify-cache",
+    help="Hash every cache entry used, even those whose index says they are unchanged.",
+)
+
 
 def _warn(message: str) -> None:
     typer.echo(message, err=True)
@@ -421,6 +428,7 @@ def build_cmd(
         False, "--dry-run", help="Resolve and print the plan; download no RPM."
     ),
     no_wait: bool = OPT_NO_WAIT,
+    verify_cache: bool = OPT_VERIFY_CACHE,
     as_json: bool = OPT_JSON,
 ) -> None:
     """Resolve, download and verify Docker CE for CentOS 7 into a checksummed bundle."""
@@ -430,7 +438,7 @@ def build_cmd(
         from .plan import BuildOptions, make_plan
 
         reporter = ConsoleReporter(quiet=as_json)
-        downloader = make_downloader(cache_dir, reporter, timeout, retries)
+        downloader = make_downloader(cache_dir, reporter, timeout, retries, verify_cache)
         reporter.stats = downloader.stats
         opts = BuildOptions.from_cli(
             mirror=_chain(mirror, os_mirror, repo_file, channel, downloader),
@@ -601,6 +609,7 @@ def release_cmd(
     timeout: float = OPT_TIMEOUT,
     retries: int = OPT_RETRIES,
     no_wait: bool = OPT_NO_WAIT,
+    verify_cache: bool = OPT_VERIFY_CACHE,
     as_json: bool = OPT_JSON,
 ) -> None:
     """Build one reproducible bundle per (mirror, arch) and write RELEASES.json/.md."""
@@ -619,7 +628,11 @@ def release_cmd(
             check_arch(a)
         reporter = ConsoleReporter(quiet=as_json)
         downloader = make_downloader(
-            values["cache_dir"], reporter, values["timeout"], values["retries"]
+            values["cache_dir"],
+            reporter,
+            values["timeout"],
+            values["retries"],
+            values["verify_cache"],
         )
         base = BuildOptions.from_cli(
             mirror=resolve_chain(mirrors[0], values["os_mirror"]),

@@ -22,11 +22,15 @@ Progress is reported through a callback with byte counts; the CLI owns the bar.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import socket
+import stat
 import threading
 import time
 import weakref
@@ -47,7 +51,16 @@ from .errors import ChecksumError, MirrorError, NotFoundError
 from .locks import FileLock
 from .names import one_line
 
-__all__ = ["Cache", "Digest", "Download", "Downloader", "Fetched", "file_digest", "parallel"]
+__all__ = [
+    "Cache",
+    "Digest",
+    "Download",
+    "Downloader",
+    "Fetched",
+    "NotModified",
+    "file_digest",
+    "parallel",
+]
 
 CHUNK = 1 << 16
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -59,6 +72,8 @@ DEFAULT_TIMEOUT = 60.0
 # Caps for documents whose size no metadata states (a hostile server could send gigabytes).
 DOCUMENT_LIMIT = 4 << 20  # repomd.xml, .repo files, registry manifests and indexes
 SMALL_LIMIT = 1 << 20  # tokens, error bodies, tag lists
+INDEX_SUFFIX = ".verified"  # beside a cache entry: what it hashed to, and when
+VALIDATORS = ("etag", "last-modified")  # response headers a conditional request sends back
 
 ProgressCallback = Callable[[int], None]
 T = TypeVar("T")
@@ -76,6 +91,8 @@ class Download:
     headers: Mapping[str, str] = field(default_factory=dict)
     label: str = ""
     max_size: int | None = None  # a cap when ``size`` is unknown (documents)
+    # per URL: If-None-Match/If-Modified-Since for the copy it served before (documents)
+    conditional: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -91,22 +108,44 @@ class Fetched:
     size: int
     url: str | None
     from_cache: bool
+    validators: Mapping[str, str] = field(default_factory=dict)  # the answer's ETag etc.
 
 
 class TransientError(Exception):
     """A transient failure: worth another attempt (possibly resuming)."""
 
 
+class NotModified(Exception):  # noqa: N818 - an answer, not an error
+    """The server answered 304 to a conditional request: the copy it names is current."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+@dataclass(frozen=True)
+class _Got:
+    sha256: str
+    size: int
+    validators: dict[str, str]
+
+
 class Cache:
     """Content-addressed store: ``<root>/<algo>/<hex[:2]>/<hex>``.
 
-    Entries are re-verified when used, so a damaged cache file is dropped and
-    fetched again instead of poisoning a bundle. An entry being downloaded is locked
-    (``<hex>.lock`` beside it), so builds sharing a cache fetch each file once.
+    Every entry is checked when used, so a damaged cache file is dropped and fetched again
+    instead of poisoning a bundle. Checking does not mean hashing each time: beside each
+    entry a small index (``<hex>.verified``: its sha256, size, mtime and inode when it was
+    last hashed or stored) lets an unchanged entry be used without reading it; any change
+    to the file (another size, mtime or inode) makes the next use hash it again, and
+    ``verify=True`` (``--verify-cache``) hashes every entry used whatever its index says.
+    An entry being downloaded is locked (``<hex>.lock`` beside it), so builds sharing a
+    cache fetch each file once.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, verify: bool = False) -> None:
         self.root = Path(root)
+        self.verify = verify
 
     def path_for(self, digest: Digest) -> Path:
         """Where an entry lives: derived from a validated, strong digest only."""
@@ -119,13 +158,27 @@ class Cache:
         if not digest.strong:
             return None
         path = self.path_for(digest)
-        if not path.is_file():
+        try:
+            before = path.stat()
+        except OSError:
             return None
+        if not stat.S_ISREG(before.st_mode):
+            return None
+        if not self.verify:
+            known = self._indexed(path, digest, before)
+            if known is not None:
+                return path, known
         sums = file_digest(path, {digest.algo, "sha256"})
         if sums[digest.algo] != digest.value:
             path.unlink(missing_ok=True)
+            _index_path(path).unlink(missing_ok=True)
             return None
+        self._write_index(path, sums["sha256"], before)  # the state that was hashed
         return path, sums["sha256"]
+
+    def documents(self) -> DocumentStore:
+        """Where documents that change in place (repomd.xml) are kept with their validators."""
+        return DocumentStore(self.root / "documents")
 
     def lock(self, digest: Digest) -> FileLock:
         """The lock a build holds while it downloads this entry (see :meth:`Downloader.fetch`)."""
@@ -135,11 +188,132 @@ class Cache:
             path.with_name(path.name + ".lock"), holder=f"another airdock build fetching {digest}"
         )
 
-    def store(self, tmp: Path, digest: Digest) -> Path:
+    def store(self, tmp: Path, digest: Digest, sha256: str | None = None) -> Path:
+        """Move a verified download into place (and index it under its ``sha256``)."""
         path = self.path_for(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
+        before = tmp.stat()
         os.replace(tmp, path)
+        if sha256 is not None:
+            self._write_index(path, sha256, before)
         return path
+
+    def touched(self, digest: Digest, sha256: str) -> None:
+        """Re-index an entry whose times a build changed through a hard link (a bundle's
+        RPMs are links to their entries and get the bundle's time) right after it read and
+        verified the bytes: the next build then need not hash them again."""
+        if not digest.strong:
+            return
+        path = self.path_for(digest)
+        try:
+            now = path.stat()
+        except OSError:
+            return
+        found = _read_index(path)
+        if found is not None and found[0] == sha256:
+            self._write_index(path, sha256, now)
+
+    def _indexed(self, path: Path, digest: Digest, now: os.stat_result) -> str | None:
+        """The sha256 the index gives for the entry as it is now, or None (hash it)."""
+        found = _read_index(path)
+        if found is None or found[1] != _stamp(now):
+            return None
+        if digest.algo == "sha256" and found[0] != digest.value:
+            return None
+        return found[0]
+
+    def _write_index(self, path: Path, sha256: str, st: os.stat_result) -> None:
+        index = _index_path(path)
+        tmp = index.with_name(f".{index.name}.tmp{os.getpid()}.{threading.get_ident()}")
+        try:
+            tmp.write_text(f"{sha256} {_stamp(st)}\n", encoding="ascii")
+            os.replace(tmp, index)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # no index: the entry is hashed next time
+
+
+@dataclass(frozen=True)
+class SavedDocument:
+    body: bytes
+    url: str  # the URL that served it: the only one asked conditionally for it
+    validators: dict[str, str]
+
+    def conditional(self) -> dict[str, str]:
+        """The request headers that ask for this copy only if it changed."""
+        found = {k.lower(): v for k, v in self.validators.items()}
+        headers = {}
+        if "etag" in found:
+            headers["If-None-Match"] = found["etag"]
+        if "last-modified" in found:
+            headers["If-Modified-Since"] = found["last-modified"]
+        return headers
+
+
+class DocumentStore:
+    """``<root>/<key>.json``: a document's body (base64), the URL that served it and its
+    validators, keyed by the sha256 of its candidate URLs. One file, replaced atomically, so
+    concurrent builds never mix one's body with another's validators; an unreadable or
+    malformed entry is ignored (the document is fetched whole)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: Sequence[str]) -> Path:
+        name = hashlib.sha256("\n".join(key).encode("utf-8")).hexdigest()
+        return self.root / f"{name}.json"
+
+    def load(self, key: Sequence[str]) -> SavedDocument | None:
+        try:
+            with open(self._path(key), "rb") as fh:
+                raw = fh.read(DOCUMENT_LIMIT * 2)
+            data = json.loads(raw)
+            body = base64.b64decode(data["body"], validate=True)
+            if hashlib.sha256(body).hexdigest() != data["sha256"]:
+                return None
+            validators = {str(k): str(v) for k, v in dict(data["validators"]).items()}
+            return SavedDocument(body, str(data["url"]), validators)
+        except (OSError, ValueError, KeyError, TypeError, binascii.Error):
+            return None
+
+    def save(self, key: Sequence[str], doc: SavedDocument) -> None:
+        if not any(k.lower() in VALIDATORS for k in doc.validators):
+            return  # nothing to revalidate it with
+        path = self._path(key)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
+        record = {
+            "url": doc.url,
+            "validators": doc.validators,
+            "sha256": hashlib.sha256(doc.body).hexdigest(),
+            "body": base64.b64encode(doc.body).decode("ascii"),
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # not kept: the next build fetches it whole
+
+
+def _index_path(path: Path) -> Path:
+    return path.with_name(path.name + INDEX_SUFFIX)
+
+
+def _stamp(st: os.stat_result) -> str:
+    """What changes when a file's bytes are rewritten or replaced: size, mtime, inode."""
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+
+def _read_index(path: Path) -> tuple[str, str] | None:
+    """(sha256, stamp) from an entry's index, or None when absent or malformed."""
+    try:
+        with open(_index_path(path), "rb") as fh:
+            text = fh.read(256).decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    sha256, _, stamp = text.strip().partition(" ")
+    if len(sha256) != 64 or set(sha256) - set("0123456789abcdef") or len(stamp.split()) != 3:
+        return None
+    return sha256, stamp
 
 
 def place(src: Path, dest: Path) -> None:
@@ -162,6 +336,7 @@ class Stats:
     from_cache: int = 0
     network_bytes: int = 0
     retries: int = 0
+    not_modified: int = 0  # conditional requests answered 304 (a cached copy reused)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
@@ -441,7 +616,7 @@ class Downloader:
         try:
             for url in item.urls:
                 try:
-                    sha256, size = self._fetch_url_with_retries(url, item, tmp)
+                    got = self._fetch_url_with_retries(url, item, tmp)
                 except NotFoundError as exc:
                     not_found.append(url)
                     errors.append(str(exc))
@@ -454,12 +629,12 @@ class Downloader:
                     last = exc
                     continue
                 if cached is not None and self.cache is not None:
-                    place(self.cache.store(tmp, cached), item.dest)
+                    place(self.cache.store(tmp, cached, got.sha256), item.dest)
                 else:
                     item.dest.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(tmp, item.dest)
                 self.stats.add(fetched=1)
-                return Fetched(item.dest, sha256, size, url, False)
+                return Fetched(item.dest, got.sha256, got.size, url, False, got.validators)
         finally:
             tmp.unlink(missing_ok=True)
         if mismatch is not None:
@@ -491,12 +666,12 @@ class Downloader:
                 last = str(exc)
         raise MirrorError(f"{last} (gave up after {attempts} attempts)")
 
-    def _fetch_url_with_retries(self, url: str, item: Download, tmp: Path) -> tuple[str, int]:
+    def _fetch_url_with_retries(self, url: str, item: Download, tmp: Path) -> _Got:
         """Fetch from one URL; a digest mismatch is retried from scratch, then reported."""
         tmp.unlink(missing_ok=True)
         mismatch: list[ChecksumError] = []
 
-        def once() -> tuple[str, int]:
+        def once() -> _Got:
             mismatch.clear()
             try:
                 with self.deadline(item.size or item.max_size or DOCUMENT_LIMIT, url):
@@ -516,14 +691,18 @@ class Downloader:
                 raise mismatch[0] from None
             raise
 
-    def _fetch_once(self, url: str, item: Download, tmp: Path) -> tuple[str, int]:
+    def _fetch_once(self, url: str, item: Download, tmp: Path) -> _Got:
         have = tmp.stat().st_size if tmp.exists() else 0
         headers = dict(item.headers)
         if have:
             headers["Range"] = f"bytes={have}-"
+        else:
+            headers.update(item.conditional.get(url, {}))
         limit = item.size if item.size is not None else item.max_size
         resp = self.request("GET", url, headers, stream=True)
         with resp:
+            if resp.status_code == 304 and not have and url in item.conditional:
+                raise NotModified(url)
             if resp.status_code == 404 or resp.status_code == 410:
                 raise NotFoundError(f"{url} not found (HTTP {resp.status_code})")
             if resp.status_code in RETRY_STATUS:
@@ -604,7 +783,8 @@ class Downloader:
                     f"{item.digest.algo}:{item.digest.value}, got {item.digest.algo}:{actual}; "
                     "the mirror is stale or damaged — retry later or choose another mirror"
                 )
-        return sha256, got
+        validators = {k: v for k, v in resp.headers.items() if k.lower() in VALIDATORS}
+        return _Got(sha256, got, validators)
 
     # -- many files ---------------------------------------------------------------
     def fetch_all(self, items: Sequence[Download], jobs: int = 4) -> list[Fetched]:
@@ -626,6 +806,42 @@ class Downloader:
             return dest.read_bytes(), got.url or ""
         finally:
             dest.unlink(missing_ok=True)
+
+    def get_current(
+        self,
+        urls: Sequence[str],
+        label: str,
+        workdir: Path,
+        accept: Callable[[bytes, str], T],
+        limit: int = DOCUMENT_LIMIT,
+    ) -> T:
+        """A small document that changes in place (repomd.xml), revalidated: the copy kept in
+        the cache with its ``ETag``/``Last-Modified`` is asked for conditionally (of the URL
+        that served it) and reused on ``304 Not Modified``. ``accept(body, url)`` checks and
+        reads it; only a document it accepted is kept. Without a cache: :meth:`get_bytes`."""
+        store = self.cache.documents() if self.cache is not None else None
+        if store is None:
+            return accept(*self.get_bytes(urls, label, workdir, limit=limit))
+        key = tuple(urls)
+        saved = store.load(key)
+        conditional = {saved.url: saved.conditional()} if saved and saved.url in urls else {}
+        dest = workdir / f".{label}.download"
+        item = Download(key, dest, label=label, max_size=limit, conditional=conditional)
+        try:
+            got = self.fetch(item)
+        except NotModified:
+            if saved is None:  # (cannot be: only the URL that served it is asked conditionally)
+                raise
+            self.stats.add(not_modified=1)
+            return accept(saved.body, saved.url)
+        try:
+            body = dest.read_bytes()
+        finally:
+            dest.unlink(missing_ok=True)
+        url = got.url or urls[0]
+        result = accept(body, url)
+        store.save(key, SavedDocument(body, url, dict(got.validators)))
+        return result
 
 
 def _reason(exc: BaseException) -> str:

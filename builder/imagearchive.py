@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .tarutil import add_bytes, add_dir, add_files
+from .tarutil import HashingWriter, add_bytes, add_dir, add_files, open_tar
 
 MTIME = 0
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
@@ -100,8 +99,9 @@ def write_image_archive(
     repo_tags: Sequence[str],
     image_name: str | None = None,
     tag: str | None = None,
-) -> None:
-    """Write the archive to ``dest`` (atomically: a temporary name, then rename).
+) -> str:
+    """Write the archive to ``dest`` (atomically: a temporary name, then rename); return its
+    sha256, computed as it was written.
 
     ``manifest`` is the registry's platform manifest as fetched (its digest is
     ``manifest_digest``); ``image_name``/``tag`` annotate the OCI index entry.
@@ -125,16 +125,20 @@ def write_image_archive(
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
     try:
-        with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
-            names = sorted([*dirs, *blobs, *files], key=lambda n: n.split("/"))
-            for name in names:
-                if name in dirs:
-                    add_dir(tar, name, MTIME)
-                elif name in blobs:
-                    add_files(tar, [(name, blobs[name])], MTIME)
-                else:
-                    add_bytes(tar, name, files[name], MTIME)
+        with open(tmp, "wb") as out:
+            writer = HashingWriter(out)
+            tar = open_tar(writer)
+            with tar:
+                names = sorted([*dirs, *blobs, *files], key=lambda n: n.split("/"))
+                for name in names:
+                    if name in dirs:
+                        add_dir(tar, name, MTIME)
+                    elif name in blobs:
+                        add_files(tar, [(name, blobs[name])], MTIME)
+                    else:
+                        add_bytes(tar, name, files[name], MTIME)
         os.replace(tmp, dest)
+        return writer.total.hexdigest()
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .download import Downloader, file_digest, parallel
+from .download import Downloader, parallel
 from .errors import MirrorError, UsageError, VerifyError
 from .imagearchive import Blob, write_image_archive
 from .manifest import ManifestImage
@@ -261,7 +261,7 @@ def _write(
 ) -> ManifestImage:
     config_path = paths[img.config.digest]
     dest = bundle_dir / img.file
-    write_image_archive(
+    sha256 = write_image_archive(
         dest,
         config=Blob(img.config.digest, config_path),
         layers=[Blob(layer.digest, paths[layer.digest]) for layer in img.layers],
@@ -282,7 +282,7 @@ def _write(
         platform=str(platform),
         file=img.file,
         size=dest.stat().st_size,
-        sha256=file_digest(dest)["sha256"],
+        sha256=sha256,
     )
 
 

@@ -20,7 +20,15 @@ from .digests import STRONG
 from .download import Downloader
 from .errors import AirdockError, ResolveError, UsageError
 from .mirrors import CENTOS_RELEASE, CENTOS_REPOS, MirrorChain
-from .repodata import Repo, core_group, fetch_records, fetch_repo, group_record
+from .repodata import (
+    Repo,
+    core_group,
+    fetch_records,
+    fetch_records_of,
+    fetch_repo,
+    fetch_repos,
+    group_record,
+)
 from .report import Reporter
 from .resolve import DEFAULT_COST, Package, Solver, check_version
 
@@ -216,6 +224,15 @@ def fetch_docker_repo(opts: BuildOptions, downloader: Downloader, workdir: Path)
     )
 
 
+def metadata_types(
+    opts: BuildOptions, repo: Repo, sources: Sequence[tuple[str, Sequence[str]]]
+) -> tuple[str, ...]:
+    """What a plan reads of ``repo`` in the first round: primary, and the os repo's comps
+    with a minimal closure (read then with the primaries instead of one round trip later)."""
+    kind = group_record(repo) if opts.closure == "minimal" else None
+    return ("primary", kind) if kind and repo.id == sources[1][0] else ("primary",)
+
+
 def list_versions(opts: BuildOptions, downloader: Downloader, workdir: Path) -> list[str]:
     """docker-ce versions the mirror really has, newest first."""
     repo = fetch_docker_repo(opts, downloader, workdir)
@@ -232,10 +249,11 @@ def make_plan(
         raise UsageError(f"--closure {opts.closure!r} is not known; use minimal or full")
     first = opts.mirror.first
     reporter.step(f"reading metadata from {first.docker_ce} and {first.os}")
-    repos = [fetch_docker_repo(opts, downloader, workdir)]
-    for name in CENTOS_REPOS:
-        urls = opts.mirror.centos_repo_urls(name, opts.arch)
-        repos.append(fetch_repo(downloader, f"centos-{name}", urls, workdir))
+    sources = [
+        (docker_repo_id(opts.channel), opts.mirror.docker_repo_urls(opts.arch, opts.channel))
+    ]
+    sources += [(f"centos-{n}", opts.mirror.centos_repo_urls(n, opts.arch)) for n in CENTOS_REPOS]
+    repos = fetch_repos(downloader, sources, workdir, lambda r: metadata_types(opts, r, sources))
 
     version, baseline, packages, solver, filelists = resolve_plan(
         opts, repos, downloader, workdir, reporter
@@ -295,9 +313,7 @@ def resolve_plan(
     if reasons:
         more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
         reporter.step(f"reading filelists: {reasons[0]}{more}")
-        for repo in repos:
-            if "filelists" in repo.records:
-                fetch_records(downloader, repo, workdir, ("filelists",))
+        fetch_records_of(downloader, [(repo, ("filelists",)) for repo in repos], workdir)
         solver, answer = _attempt(opts, repos, downloader, workdir, reporter, filelists=True)
     if isinstance(answer, ResolveError):
         raise answer
@@ -315,7 +331,9 @@ def _attempt(
 ) -> tuple[Solver, tuple[str, list[str], list[Package]] | ResolveError]:
     """One solve over a fresh pool (with the fetched filelists when asked): the solver,
     for the filelists decision, and its answer or why there is none."""
-    solver = Solver(opts.arch)
+    # parsed primaries are kept beside the downloads, unless --verify-cache trusts nothing kept
+    cache = downloader.cache
+    solver = Solver(opts.arch, cache.root / "solv" if cache and not cache.verify else None)
     for repo in repos:
         solver.add_repo(repo, cost=repo_cost(repo.id))
         if filelists and "filelists" in repo.files:

@@ -48,6 +48,7 @@ KEYS: dict[str, str] = {
     "timeout": "number",
     "retries": "int",
     "no-wait": "bool",
+    "verify-cache": "bool",
     "baseline-from": "path",
 }
 _KINDS = {

@@ -26,7 +26,7 @@ import libcomps
 import solv
 from defusedxml import DefusedXmlException, ElementTree
 
-from .download import Digest, Download, Downloader, TooLargeError
+from .download import Digest, Download, Downloader, TooLargeError, parallel
 from .errors import MirrorError, NotFoundError
 from .names import check_href, checked_digest
 
@@ -165,9 +165,55 @@ def fetch_repo(
     types: Sequence[str] = ("primary",),
 ) -> Repo:
     """Fetch repomd.xml (from the first mirror that has it) and the named metadata files."""
+    repo = fetch_repomd(downloader, repo_id, baseurls, workdir)
+    fetch_records(downloader, repo, workdir, types)
+    return repo
+
+
+def fetch_repos(
+    downloader: Downloader,
+    sources: Sequence[tuple[str, Sequence[str]]],
+    workdir: Path,
+    types: Callable[[Repo], Sequence[str]] = lambda _repo: ("primary",),
+) -> list[Repo]:
+    """Several repositories in two round trips instead of two each: every repomd.xml at
+    once, then every metadata file they name that ``types`` asks for, at once. ``sources``
+    are (repo id, baseurls); the repos come back in that order; the first error wins."""
+
+    def repomd(source: tuple[str, Sequence[str]]) -> Repo:
+        return fetch_repomd(downloader, source[0], source[1], workdir)
+
+    repos = parallel(repomd, sources, len(sources))
+    fetch_records_of(downloader, [(repo, types(repo)) for repo in repos], workdir)
+    return repos
+
+
+class _Unreadable(Exception):
+    def __init__(self, error: MirrorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def fetch_repomd(
+    downloader: Downloader, repo_id: str, baseurls: Sequence[str], workdir: Path
+) -> Repo:
+    """A repository's repomd.xml, parsed: revalidated against the copy a previous build
+    kept (``If-None-Match``/``If-Modified-Since``; a ``304`` reuses it)."""
     candidates = [base + "repodata/repomd.xml" for base in baseurls]
+
+    def accept(data: bytes, used: str) -> Repo:
+        try:
+            records = parse_repomd(data, used)
+        except MirrorError as exc:
+            raise _Unreadable(exc) from exc  # said as it is, not as "unreachable"
+        first = candidates.index(used) if used in candidates else 0
+        ordered = [baseurls[first]] + [b for i, b in enumerate(baseurls) if i != first]
+        return Repo(repo_id, ordered, hashlib.sha256(data).hexdigest(), records)
+
     try:
-        data, used = downloader.get_bytes(candidates, f"{repo_id}-repomd.xml", workdir)
+        return downloader.get_current(candidates, f"{repo_id}-repomd.xml", workdir, accept)
+    except _Unreadable as exc:
+        raise exc.error from None
     except NotFoundError as exc:
         raise NotFoundError(
             f"no yum repository at {' or '.join(baseurls)} ({candidates[-1]} not found); "
@@ -180,15 +226,23 @@ def fetch_repo(
             f"mirror unreachable: {exc}; check the network, DNS and proxy (HTTPS_PROXY is "
             "honoured) or choose another mirror (`airdock mirrors`, e.g. --mirror aliyun)"
         ) from exc
-    first = candidates.index(used) if used in candidates else 0
-    ordered = [baseurls[first]] + [b for i, b in enumerate(baseurls) if i != first]
-    repo = Repo(repo_id, ordered, hashlib.sha256(data).hexdigest(), parse_repomd(data, used))
-    fetch_records(downloader, repo, workdir, types)
-    return repo
 
 
 def fetch_records(downloader: Downloader, repo: Repo, workdir: Path, types: Sequence[str]) -> None:
-    wanted = [repo.records[t] for t in types if t in repo.records and t not in repo.files]
+    fetch_records_of(downloader, [(repo, types)], workdir)
+
+
+def fetch_records_of(
+    downloader: Downloader, wanted: Sequence[tuple[Repo, Sequence[str]]], workdir: Path
+) -> None:
+    """The named metadata files of several repositories, all at once (each checked against
+    repomd.xml's digest and size, and against its open-size before anything expands it)."""
+    records = [
+        (repo, repo.records[t])
+        for repo, types in wanted
+        for t in dict.fromkeys(types)
+        if t in repo.records and t not in repo.files
+    ]
     items = [
         Download(
             repo.urls(r.href),
@@ -198,9 +252,9 @@ def fetch_records(downloader: Downloader, repo: Repo, workdir: Path, types: Sequ
             label=f"{repo.id} {r.type} metadata",
             max_size=METADATA_LIMIT,
         )
-        for r in wanted
+        for repo, r in records
     ]
-    for rec, got in zip(wanted, downloader.fetch_all(items, jobs=len(items) or 1)):
+    for (repo, rec), got in zip(records, downloader.fetch_all(items, jobs=len(items) or 1)):
         check_uncompressed_size(got.path, rec, f"{repo.id} ({got.url or repo.baseurl})")
         repo.files[rec.type] = got.path
 

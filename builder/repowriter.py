@@ -9,14 +9,25 @@ createrepo_c publishes wheels for CPython 3.11 and newer only; on 3.9 and 3.10
 (RHEL 9's system Python) pip would have to compile it, so there the library is
 not installed and the same tool's command (``createrepo_c``, packaged by every
 RPM distribution and by Debian) writes the metadata instead, pinned the same way.
+
+With the library, each package's XML (primary, filelists, other) is made by
+:func:`package_xml` as soon as the RPM is verified, overlapping the downloads, and
+kept in the cache by the file's sha256 (:class:`XmlStore`): a rebuild writes the
+repodata from those pieces without reading the RPMs. ``add_chunk`` of
+``xml_dump(pkg)`` writes the very bytes ``add_pkg(pkg)`` writes. createrepo_c cannot
+be handed a checksum it should trust (``package_from_rpm`` always hashes the file), so
+its own sha256 pass remains on a cold build: ~0.25 s per 200 MB here.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .errors import AirdockError
@@ -27,8 +38,66 @@ except ImportError:  # no wheel for this Python: use the command
     cr = None
 
 
-def write_repodata(rpm_dir: Path, rpm_names: Sequence[str], timestamp: int) -> Path:
-    """Write ``rpm_dir/repodata`` for the named RPMs (paths relative to ``rpm_dir``)."""
+CHANGELOG_LIMIT = 10
+PackageXml = tuple[str, str, str]  # primary, filelists, other
+
+
+def package_xml(path: Path, name: str, timestamp: int) -> PackageXml | None:
+    """One package's XML as createrepo_c writes it into the bundle's repodata (``name``
+    its location, ``timestamp`` its file time); None without the library."""
+    if cr is None:
+        return None
+    pkg = cr.package_from_rpm(str(path), cr.SHA256, name, None, CHANGELOG_LIMIT)
+    pkg.time_file = timestamp
+    primary, filelists, other = cr.xml_dump(pkg)
+    return primary, filelists, other
+
+
+class XmlStore:
+    """Packages' XML kept in the cache: ``<root>/<key>.json``, the key the sha256 of
+    createrepo_c's version, the RPM's sha256, its name and the timestamp."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, sha256: str, name: str, timestamp: int) -> Path:
+        version = getattr(cr, "VERSION", "") if cr is not None else ""
+        what = f"{version}\n{CHANGELOG_LIMIT}\n{sha256}\n{name}\n{timestamp}\n"
+        return self.root / f"{hashlib.sha256(what.encode()).hexdigest()}.json"
+
+    def get(self, path: Path, sha256: str, name: str, timestamp: int) -> PackageXml | None:
+        """The kept XML, or made now (and kept) from the file whose sha256 is given."""
+        if cr is None:
+            return None
+        kept = self._path(sha256, name, timestamp)
+        try:
+            with open(kept, "rb") as fh:
+                data = json.loads(fh.read(256 << 20))
+            if isinstance(data, list) and len(data) == 3 and all(isinstance(x, str) for x in data):
+                return data[0], data[1], data[2]
+        except (OSError, ValueError):
+            pass
+        xml = package_xml(path, name, timestamp)
+        tmp = kept.with_name(f".{kept.name}.tmp{os.getpid()}.{threading.get_ident()}")
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(xml), encoding="utf-8")
+            os.replace(tmp, kept)
+        except OSError:
+            pass  # not kept: made again next time
+        finally:
+            tmp.unlink(missing_ok=True)
+        return xml
+
+
+def write_repodata(
+    rpm_dir: Path,
+    rpm_names: Sequence[str],
+    timestamp: int,
+    made: Mapping[str, PackageXml | None] | None = None,
+) -> Path:
+    """Write ``rpm_dir/repodata`` for the named RPMs (paths relative to ``rpm_dir``);
+    ``made`` holds packages' XML already made by :func:`package_xml` for this timestamp."""
     repodata = rpm_dir / "repodata"
     if repodata.exists():
         shutil.rmtree(repodata)
@@ -43,10 +112,11 @@ def write_repodata(rpm_dir: Path, rpm_names: Sequence[str], timestamp: int) -> P
     for f in files.values():
         f.set_num_of_pkgs(len(rpm_names))
     for name in sorted(rpm_names):
-        pkg = cr.package_from_rpm(str(rpm_dir / name), cr.SHA256, name, None, 10)
-        pkg.time_file = timestamp
-        for f in files.values():
-            f.add_pkg(pkg)
+        xml = (made or {}).get(name) or package_xml(rpm_dir / name, name, timestamp)
+        if xml is None:  # (cannot be: the library is there)
+            raise AirdockError("createrepo_c's library vanished while it was in use")
+        for f, chunk in zip(files.values(), xml):
+            f.add_chunk(chunk)
     for f in files.values():
         f.close()
 
@@ -79,7 +149,7 @@ def _write_with_command(rpm_dir: Path, rpm_names: Sequence[str], timestamp: int)
     listing.write_text("".join(f"{name}\n" for name in sorted(rpm_names)))
     try:
         proc = subprocess.run(
-            [tool, "--quiet", "--no-database", "--changelog-limit", "10",
+            [tool, "--quiet", "--no-database", "--changelog-limit", str(CHANGELOG_LIMIT),
              "--revision", str(timestamp), "--set-timestamp-to-revision",
              "--pkglist", str(listing), "--workers", "1", str(rpm_dir)],
             capture_output=True, text=True, check=False,

@@ -22,6 +22,9 @@ one. docs/el7-facts.md#how-yum-answers gives each rule with its source.
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,12 @@ from .download import Digest
 from .errors import ResolveError, UsageError
 from .names import check_href, check_nevra, checked_digest, nevra_text
 from .repodata import Repo
+
+try:
+    _SOLV_VERSION = importlib.metadata.version("solv")
+except importlib.metadata.PackageNotFoundError:  # a distribution's python3-solv
+    _SOLV_VERSION = "system"
+
 
 DOCKER_FAMILY = ("docker-ce", "docker-ce-cli", "docker-ce-rootless-extras")
 # yum.conf(5) ``cost``: the default of every repository. A NEVRA in two repositories
@@ -77,6 +86,48 @@ class Package:
         return self.href.rsplit("/", 1)[-1]
 
 
+def solv_cache_path(root: Path | None, repo: Repo) -> Path | None:
+    """Where the parsed primary of ``repo`` is kept as a .solv file (libsolv reads one ~10x
+    faster than the XML): named by the primary's digest from repomd.xml, so a changed
+    primary is parsed afresh, and by the libsolv version that wrote it."""
+    record = repo.records.get("primary")
+    if root is None or record is None or not record.digest.strong:
+        return None
+    return root / f"{record.digest.algo}-{record.digest.value}-{_SOLV_VERSION}.solv"
+
+
+def _load_solv(srepo: solv.Repo, path: Path) -> bool:
+    """Load a kept .solv file; False (and the repo left empty) when absent or unreadable."""
+    if not path.is_file():
+        return False
+    f = solv.xfopen(str(path))
+    ok = bool(f) and srepo.add_solv(f, 0)
+    if f:
+        f.close()
+    if not ok:
+        srepo.empty()
+        path.unlink(missing_ok=True)
+    return bool(ok)
+
+
+def _write_solv(srepo: solv.Repo, path: Path) -> None:
+    """Keep the parsed repo (written beside, then renamed: a reader never sees half)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = solv.xfopen(str(tmp), "w")
+        if not f:
+            return
+        ok = srepo.write(f)
+        f.close()
+        if ok:
+            os.replace(tmp, path)
+    except OSError:
+        pass  # not kept: parsed again next time
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def split_evr(evr: str) -> tuple[int, str, str]:
     epoch, _, rest = evr.rpartition(":")
     version, _, release = rest.rpartition("-")
@@ -86,7 +137,7 @@ def split_evr(evr: str) -> tuple[int, str, str]:
 class Solver:
     """A libsolv pool over fetched repositories."""
 
-    def __init__(self, arch: str) -> None:
+    def __init__(self, arch: str, solv_cache: Path | None = None) -> None:
         self.pool = solv.Pool()
         self.pool.setarch(arch)
         # As libdnf's pool: a package of another arch (glibc.i686 beside glibc.x86_64) is
@@ -95,6 +146,7 @@ class Solver:
         self.pool.set_flag(solv.Pool.POOL_FLAG_IMPLICITOBSOLETEUSESCOLORS, 1)
         self.pool.set_flag(solv.Pool.POOL_FLAG_WHATPROVIDESWITHDISABLED, 1)
         self.arch = arch
+        self.solv_cache = solv_cache
         self.repos: dict[str, Repo] = {}
         self._solv_repos: dict[str, solv.Repo] = {}
         self.installed: solv.Repo | None = None
@@ -110,7 +162,11 @@ class Solver:
         srepo = self.pool.add_repo(repo.id)
         srepo.appdata = repo
         srepo.subpriority = -cost  # as libdnf: equal NEVRAs come from the cheaper repo
-        self._load(srepo, repo.files["primary"], 0)
+        cached = solv_cache_path(self.solv_cache, repo)
+        if cached is None or not _load_solv(srepo, cached):
+            self._load(srepo, repo.files["primary"], 0)
+            if cached is not None:
+                _write_solv(srepo, cached)
         self.repos[repo.id] = repo
         self._solv_repos[repo.id] = srepo
         self._blocked = None

@@ -318,24 +318,20 @@ def _verify(rpm: _Rpm, f: BinaryIO, keyring: Keyring) -> RpmIdentity:
     header_sinks += [checks[s.tag] for s in sigs if s not in full_sigs]
     for sink in header_sinks:
         sink.update(header)
-    # header+payload, hashed once by everything that covers it (or just the payload)
+    # header+payload, hashed once by everything that covers it (or just the payload), one
+    # piece at a time; a check that cannot stream (pysequoia's) reads the file itself
     full_hashes = [hashlib.new(d.algorithm) for d in full_digests]
-    full_sinks: list[Sink] = [*full_hashes, *(checks[s.tag] for s in full_sigs)]
+    streaming = [checks[s.tag] for s in full_sigs if checks[s.tag].streams]
+    full_sinks: list[Sink] = [*full_hashes, *streaming]
     payload_sum = hashlib.sha256()
-    if all(checks[s.tag].streams for s in full_sigs):
-        for sink in full_sinks:
-            sink.update(header)
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            for sink in (*full_sinks, payload_sum):
-                sink.update(chunk)
-    else:
-        f.seek(rpm.header_start)
-        data = f.read()  # one bytes object for pysequoia (a V4 header+payload signature)
-        if not data.startswith(header):
-            raise _unreadable(rpm.path, "it changed while it was read")
-        for sink in full_sinks:
-            sink.update(data)
-        payload_sum.update(memoryview(data)[len(header) :])
+    for sink in full_sinks:
+        sink.update(header)
+    for chunk in iter(lambda: f.read(CHUNK), b""):
+        for sink in (*full_sinks, payload_sum):
+            sink.update(chunk)
+    for sig in full_sigs:
+        if not checks[sig.tag].streams:
+            checks[sig.tag].update_from(f, rpm.header_start)
 
     for sig in sigs:
         try:

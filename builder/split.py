@@ -97,6 +97,7 @@ class PartWriter:
         self.part_size = part_size
         self.parts: list[Path] = []
         self.total = hashlib.sha256()
+        self.written = 0
         self._fh: BinaryIO | None = None
         self._left = 0
         self._closed = False
@@ -111,6 +112,7 @@ class PartWriter:
     def write(self, data: bytes) -> int:
         view = memoryview(data)
         self.total.update(view)
+        self.written += len(view)
         while view:
             if self._fh is None or self._left == 0:
                 self._next()
@@ -120,6 +122,9 @@ class PartWriter:
             self._left -= len(chunk)
             view = view[len(chunk) :]
         return len(data)
+
+    def tell(self) -> int:
+        return self.written
 
     def flush(self) -> None:
         if self._fh is not None:
@@ -170,7 +175,8 @@ def write_part_sums(parts: list[Path]) -> list[Path]:
 
 
 def join_file_name(tarball_name: str) -> str:
-    """``X.tar.gz`` → ``X.JOIN.txt``, the name a build gives it beside the bundle folder."""
+    """``X.tar`` (or an older ``X.tar.gz``) → ``X.JOIN.txt``, the name a build gives it
+    beside the bundle folder."""
     for suffix in _TARBALL_SUFFIXES:
         if tarball_name.endswith(suffix) and len(tarball_name) > len(suffix):
             return f"{tarball_name[: -len(suffix)]}.JOIN.txt"

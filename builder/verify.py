@@ -15,6 +15,7 @@ made by a key the user trusts.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import re
@@ -137,8 +138,13 @@ def _whole_tarball(
     name = path.name
     match = re.match(r"^(.*\.tar(?:\.gz)?)\.part-\d+$", name)
     stem = match.group(1) if match else None
-    if name.endswith(".JOIN.txt"):
-        stem = name[: -len(".JOIN.txt")] + ".tar.gz"
+    if name.endswith(".JOIN.txt"):  # X.tar's parts, or an older airdock's X.tar.gz's
+        base = name[: -len(".JOIN.txt")]
+        stem = next(
+            (f"{base}{suffix}" for suffix in (".tar", ".tar.gz")
+             if list(path.parent.glob(f"{glob.escape(base)}{suffix}.part-*"))),
+            f"{base}.tar",
+        )  # fmt: skip
     if stem is None:
         whole = path
     else:

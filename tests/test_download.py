@@ -70,6 +70,90 @@ def test_damaged_cache_entry_is_refetched(server, tmp_path):
     assert not got.from_cache and server.count("/a/blob.bin") == 1
 
 
+def _rewrite_keeping_stamp(path, data):
+    """Change a file's bytes in place (same inode and size) and put its mtime back: what
+    the cache's index cannot see, and ``--verify-cache`` exists for."""
+    st = path.stat()
+    with open(path, "r+b") as fh:
+        fh.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_unchanged_cache_entry_is_used_by_its_index_without_hashing(server, tmp_path):
+    dl = downloader(tmp_path)
+    dl.fetch(item(server, tmp_path, "/a/blob.bin"))
+    cached = dl.cache.path_for(Digest("sha256", SHA))
+    assert cached.with_name(cached.name + ".verified").read_text().split()[0] == SHA
+    flipped = bytes([PAYLOAD[0] ^ 1]) + PAYLOAD[1:]
+    _rewrite_keeping_stamp(cached, flipped)
+    (tmp_path / "out" / "blob.bin").unlink()
+    server.reset()
+    # the index still matches (same size, mtime, inode): the entry is not read again ...
+    got = dl.fetch(item(server, tmp_path, "/a/blob.bin"))
+    assert got.from_cache and got.sha256 == SHA and server.count("/a/blob.bin") == 0
+    # ... while --verify-cache hashes it, finds the damage and fetches the file again
+    (tmp_path / "out" / "blob.bin").unlink()
+    strict = Downloader(Cache(tmp_path / "cache", verify=True), backoff=0.01)
+    got = strict.fetch(item(server, tmp_path, "/a/blob.bin"))
+    assert not got.from_cache and server.count("/a/blob.bin") == 1
+    assert got.path.read_bytes() == PAYLOAD
+
+
+def test_cache_entry_changed_in_place_is_hashed_again(server, tmp_path):
+    dl = downloader(tmp_path)
+    dl.fetch(item(server, tmp_path, "/a/blob.bin"))
+    cached = dl.cache.path_for(Digest("sha256", SHA))
+    with open(cached, "r+b") as fh:  # same inode and size, a new mtime
+        fh.write(bytes([PAYLOAD[0] ^ 1]))
+    os.utime(cached, ns=(0, cached.stat().st_mtime_ns + 1_000_000_000))
+    (tmp_path / "out" / "blob.bin").unlink()
+    server.reset()
+    got = dl.fetch(item(server, tmp_path, "/a/blob.bin"))
+    assert not got.from_cache and server.count("/a/blob.bin") == 1
+
+
+def test_a_document_is_revalidated_and_reused_on_304(server, tmp_path):
+    """repomd.xml-like documents: the second fetch is one conditional request answered 304
+    (the kept copy is used); once the file changes, it is fetched whole again."""
+    dl, work = downloader(tmp_path), tmp_path / "work"
+    work.mkdir()
+    urls = [server.url + "/missing/doc.xml", server.url + "/a/blob.bin"]
+    assert dl.get_current(urls, "doc", work, lambda body, url: (body, url)) == (PAYLOAD, urls[1])
+    server.reset()
+    assert dl.get_current(urls, "doc", work, lambda body, url: (body, url)) == (PAYLOAD, urls[1])
+    [entry] = [e for e in server.log if e["path"] == "/a/blob.bin"]
+    [request] = [r for r in server.requests if r.path == "/a/blob.bin"]
+    assert entry["status"] == 304 and entry["sent"] == 0 and dl.stats.not_modified == 1
+    assert "If-None-Match" in request.headers and "If-Modified-Since" in request.headers
+    assert (
+        "If-None-Match"
+        not in next(r for r in server.requests if r.path == "/missing/doc.xml").headers
+    )
+    (server.root / "a" / "blob.bin").write_bytes(b"changed upstream")
+    server.reset()
+    assert dl.get_current(urls, "doc", work, lambda body, url: (body, url)) == (
+        b"changed upstream",
+        urls[1],
+    )
+    assert [e["status"] for e in server.log if e["path"] == "/a/blob.bin"] == [200]
+    assert list(work.iterdir()) == []
+
+
+def test_a_document_its_reader_refused_is_not_kept(server, tmp_path):
+    dl, work = downloader(tmp_path), tmp_path / "work"
+    work.mkdir()
+
+    def refuse(body, url):
+        raise MirrorError(f"{url} is not valid")
+
+    with pytest.raises(MirrorError):
+        dl.get_current([server.url + "/a/blob.bin"], "doc", work, refuse)
+    server.reset()
+    dl.get_current([server.url + "/a/blob.bin"], "doc", work, lambda body, url: body)
+    [request] = server.requests
+    assert "If-None-Match" not in request.headers and "If-Modified-Since" not in request.headers
+
+
 def test_5xx_is_retried(server, tmp_path):
     server.fail("/a/blob.bin", status=503, times=2)
     dl = downloader(tmp_path)

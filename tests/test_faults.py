@@ -798,9 +798,9 @@ def test_two_builds_into_one_output_take_turns_and_publish_one_whole_bundle(
     assert (code1, code2) == (0, 0), err1 + err2
     assert f"{waiting}(pid {first.pid})…" in err2.splitlines()
 
-    folder, tarball = output / name, output / f"{name}.tar.gz"
+    folder, tarball = output / name, output / f"{name}.tar"
     digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
-    assert (output / f"{name}.tar.gz.sha256").read_text() == f"{digest}  {name}.tar.gz\n"
+    assert (output / f"{name}.tar.sha256").read_text() == f"{digest}  {name}.tar\n"
     assert f"sha256:   {digest}\n" in out2  # the second build's tarball is the one published
     assert json.loads(out1)["tarball_sha256"] != digest  # (the first's had other bytes)
     manifest = (folder / "manifest.json").read_bytes()
@@ -936,7 +936,7 @@ def test_killed_build_is_cleaned_up_by_the_next_build_and_a_live_one_is_not(
     assert Path(json.loads(out)["bundle"]) == output / fixture_bundle_name("26.1.4")
     names = {fixture_bundle_name("26.1.4"), fixture_bundle_name("25.0.5")}
     assert {p.name for p in output.iterdir()} == {
-        f"{n}{ext}" for n in names for ext in ("", ".tar.gz", ".tar.gz.sha256")
+        f"{n}{ext}" for n in names for ext in ("", ".tar", ".tar.sha256")
     }  # no work folder or lock file left
     assert list((tmp_path / "cache").rglob("*.lock")) == []  # nor the killed build's cache lock
 

@@ -346,6 +346,29 @@ def test_flipped_payload_byte_breaks_the_signature(fixture_mirror, keyring, tmp_
         )
 
 
+@pytest.mark.parametrize("flip", [False, True], ids=["good", "flipped"])
+def test_header_and_payload_signature_in_memory_where_it_cannot_stream(
+    fixture_mirror, keyring, tmp_path, monkeypatch, flip
+):
+    """Without /proc (pysequoia reads the signed bytes through a pipe it opens by name) the
+    V4 header+payload signature is checked in memory: the same verdicts."""
+    from builder import signatures
+
+    monkeypatch.setattr(signatures, "PROC_FDS", str(tmp_path / "no-proc"))
+    src = fixture_mirror.rpm_path("extras", "x86_64", "slirp4netns")
+    rpm = tmp_path / src.name
+    data = bytearray(src.read_bytes())
+    if flip:
+        data[-10] ^= 0xFF
+    rpm.write_bytes(bytes(data))
+    pkg = fixture_mirror.pkg("extras", "x86_64", "slirp4netns")
+    if flip:
+        with pytest.raises(VerifyError, match=r"bad header\+payload signature \(tag 1002\)"):
+            verify_rpm(rpm, expected(pkg), keyring, "fixture")
+    else:
+        assert verify_rpm(rpm, expected(pkg), keyring, "fixture").name == "slirp4netns"
+
+
 def test_unsigned_rpm_is_refused(fixture_mirror, keyring, tmp_path):
     pkg = fixture_mirror.pkg("extras", "x86_64", "slirp4netns")
     unsigned = rig.build_rpm(pkg, tmp_path)

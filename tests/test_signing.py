@@ -216,7 +216,7 @@ def test_verify_split_parts_and_join_file(tmp_path, mirror, mirror_args, publish
     assert result.exit_code == 0, result.output
     parts = [Path(p) for p in json.loads(result.stdout)["parts"]]
     assert len(parts) > 1
-    join = parts[0].parent / (parts[0].name.split(".tar.gz")[0] + ".JOIN.txt")
+    join = parts[0].parent / (parts[0].name.split(".tar")[0] + ".JOIN.txt")
     for path in (parts[1], join):
         code, report = verify(path, "--key", publisher["public"])
         assert code == 0, report
@@ -237,7 +237,7 @@ def test_signed_release_signs_releases_json(tmp_path, fixture_mirror, mirror, pu
     proc = gpg_verify(publisher["public"], tmp_path / "rel" / "RELEASES.json.asc",
                       tmp_path / "rel" / "RELEASES.json", tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert list((tmp_path / "rel").glob("*.tar.gz.sha256.asc"))
+    assert list((tmp_path / "rel").glob("*.tar.sha256.asc"))
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,13 @@
         server.count("repomd.xml")              # requests whose path equals / ends with it
 
 Serving: GET and HEAD of files below ``root`` (``Content-Length`` always set,
-``Accept-Ranges: bytes``, ``Last-Modified``); ``Range: bytes=N-`` / ``bytes=N-M``
-/ ``bytes=-N`` give 206 with ``Content-Range`` (416 when unsatisfiable); a
-directory answers with an autoindex page (301 to the slash form first, like
-nginx); anything else is 404.
+``Accept-Ranges: bytes``, ``Last-Modified``, and for files on disk an ``ETag`` made of
+size and mtime in nanoseconds, as nginx's); a request without ``Range`` whose
+``If-None-Match`` names the current ETag (or, without ``If-None-Match``, whose
+``If-Modified-Since`` is not older than the file) gets ``304 Not Modified``;
+``Range: bytes=N-`` / ``bytes=N-M`` / ``bytes=-N`` give 206 with ``Content-Range``
+(416 when unsatisfiable); a directory answers with an autoindex page (301 to the
+slash form first, like nginx); anything else is 404.
 
 Recording: ``server.requests`` is a list of ``Request(method, path, headers)``
 (path without the query string, headers as a plain dict); ``server.log`` has a
@@ -285,8 +288,8 @@ class MirrorServer:
         h.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             h.send_header(k, v)
+        entry["status"] = status  # before the client can see the answer (no body may follow)
         h.end_headers()
-        entry["status"] = status
         if not head:
             entry["sent"] = len(body)
             h.wfile.write(body)
@@ -357,6 +360,7 @@ class MirrorServer:
             self._simple(h, entry, rule.status, b"", head, {"Location": location})
             return
 
+        etag = None
         if rule is not None and rule.kind == "override":
             data, mtime = rule.body, time.time()
         else:
@@ -373,10 +377,18 @@ class MirrorServer:
                 self._simple(h, entry, 200, body, head, ctype="text/html; charset=utf-8")
                 return
             data = target.read_bytes()
-            mtime = target.stat().st_mtime
+            st = target.stat()
+            mtime, etag = st.st_mtime, f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
         if rule is not None and rule.kind == "corrupt" and data:
             mid = len(data) // 2
             data = data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1 :]
+            etag = None
+        validators = {"Last-Modified": email.utils.formatdate(mtime, usegmt=True)}
+        if etag is not None:
+            validators["ETag"] = etag
+            if not h.headers.get("Range") and _not_modified(h.headers, etag, mtime):
+                self._simple(h, entry, 304, b"", True, validators)
+                return
 
         size = len(data)
         start, end, status = 0, size - 1, 200
@@ -392,7 +404,8 @@ class MirrorServer:
         h.send_header("Content-Type", _content_type(path))
         h.send_header("Content-Length", str(len(body)))
         h.send_header("Accept-Ranges", "bytes")
-        h.send_header("Last-Modified", email.utils.formatdate(mtime, usegmt=True))
+        for name, value in validators.items():
+            h.send_header(name, value)
         if status == 206:
             h.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         truncating = rule is not None and rule.kind == "truncate" and not head
@@ -449,6 +462,21 @@ class MirrorServer:
             f"<html><head><title>{title}</title></head><body><h1>{title}</h1><hr><pre>\n"
             '<a href="../">../</a>\n' + "\n".join(rows) + "\n</pre><hr></body></html>\n"
         ).encode()
+
+
+def _not_modified(headers, etag: str, mtime: float) -> bool:
+    """RFC 9110 13.1: If-None-Match decides when present; else If-Modified-Since."""
+    match = headers.get("If-None-Match")
+    if match is not None:
+        return match.strip() == "*" or etag in [t.strip() for t in match.split(",")]
+    since = headers.get("If-Modified-Since")
+    if since is None:
+        return False
+    try:
+        when = email.utils.parsedate_to_datetime(since).timestamp()
+    except (TypeError, ValueError):
+        return False
+    return int(mtime) <= when
 
 
 def _parse_range(value: str, size: int) -> tuple[int, int] | None:
