@@ -6,6 +6,8 @@
     sudo ./install.sh [install]          check, one yum transaction, start docker, load images
     sudo ./install.sh status             packages, services, images, last receipt
     sudo ./install.sh uninstall [--purge]
+    ./install.sh inventory [-o FILE]     this host's packages as JSON (for airdock build
+                                         --baseline-from); changes nothing
 
 One file, standard library only, for CentOS 7's /usr/bin/python (2.7.5) and Python 3.6+.
 Everything specific to a bundle comes from manifest.json beside this file: the builder
@@ -43,8 +45,10 @@ import functools  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import platform  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
+import socket  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -72,6 +76,7 @@ VERSION = "0.1.0"  # stamped by the builder from pyproject.toml (the one version
 BUNDLE_FORMAT = "airdock-bundle"
 KNOWN_FORMAT_VERSIONS = (1,)
 RECEIPT_FORMAT_VERSION = 1
+INVENTORY_FORMAT = "airdock-inventory/1"  # install.sh inventory; airdock build --baseline-from
 
 DEFAULT_LOG = "/var/log/airdock-install.log"
 STATE_DIR = "/var/lib/airdock"
@@ -121,6 +126,446 @@ MIB = 1024 ** 2
 
 
 # =====================================================================================
+# the operator's words: Simplified Chinese for every English message (T("...") below)
+# =====================================================================================
+# Keyed by the English text with its %-placeholders, which the Chinese keeps in the same
+# order.  Shown when the locale is zh_* (LC_ALL, LC_MESSAGES, LANG) or with --lang zh, and the
+# terminal can show it (choose_language); the log and --json stay English.  Words as Chinese
+# operators write them (镜像, 软件包, 内核, 卸载, 依赖包, yum 事务).  "check:NAME" and
+# "check-status:STATUS" label the preflight lines; tests/test_installer_i18n.py holds every
+# T("...") of this file to an entry here with the same placeholders.
+ZH = {
+    # ---- the preflight lines
+    "check-status:pass": "通过",
+    "check-status:warn": "警告",
+    "check-status:fail": "失败",
+    "check-status:skip": "跳过",
+    "check:root": "root 权限",
+    "check:os": "操作系统",
+    "check:kernel": "内核",
+    "check:arch": "CPU 架构",
+    "check:tools": "yum/rpm",
+    "check:space": "磁盘空间",
+    "check:filesystem": "文件系统",
+    "check:selinux": "SELinux",
+    "check:checksums": "校验和",
+    "check:trust": "发布者签名",
+    "check:signatures": "软件包签名",
+    "check:headers": "RPM 头信息",
+    "check:remove-list": "卸载清单",
+    "check:conflicts": "冲突软件包",
+    "check:docker-ce": "docker-ce",
+    "check:transaction": "yum 测试事务",
+    "fix: %s": "解决办法：%s",
+    # ---- counted nouns (count())
+    "%d RPM header": "%d 个 RPM 头",
+    "%d RPM headers": "%d 个 RPM 头",
+    "%d answer": "%d 条结果",
+    "%d answers": "%d 条结果",
+    "%d check": "%d 项检查",
+    "%d checks": "%d 项检查",
+    "%d file": "%d 个文件",
+    "%d files": "%d 个文件",
+    "%d name": "%d 个名称",
+    "%d names": "%d 个名称",
+    "%d package": "%d 个软件包",
+    "%d packages": "%d 个软件包",
+    "%d warning": "%d 项警告",
+    "%d warnings": "%d 项警告",
+    # ---- main, usage and the commands
+    "airdock: %s (see --help)": "airdock：%s（见 --help）",
+    "airdock: %s; %s (log: %s)": "airdock：%s；%s（日志：%s）",
+    "airdock: %s (log: %s)": "airdock：%s（日志：%s）",
+    "airdock: %s; %s (no log: %s)": "airdock：%s；%s（没有日志：%s）",
+    "airdock: %s (no log: %s)": "airdock：%s（没有日志：%s）",
+    "not written": "未写入",
+    "cannot write %s: %s": "无法写入 %s：%s",
+    "interrupted": "已中断",
+    "run the same command again: the yum transaction either completed or changed nothing":
+        "请重新运行同一命令：yum 事务要么已完成，要么没有做任何改动",
+    "internal error (%s: %s)": "内部错误（%s：%s）",
+    "please report it with the log": "请附上日志报告此问题",
+    "\nAll checks passed: `sudo ./install.sh` installs this bundle.":
+        "\n所有检查均已通过：运行 `sudo ./install.sh` 即可安装此安装包。",
+    "Services enabled but not started (--no-start): images were not loaded.":
+        "服务已设为开机启动但未启动（--no-start）：未导入镜像。",
+    "Nothing to uninstall: no docker packages installed.":
+        "无需卸载：没有安装 docker 软件包。",
+    "Nothing to uninstall: no docker packages installed; `uninstall --purge` deletes %s.":
+        "无需卸载：没有安装 docker 软件包；`uninstall --purge` 会删除 %s。",
+    # ---- inventory
+    "rpm not found: this is not an rpm host": "找不到 rpm：这不是使用 rpm 的主机",
+    "run the inventory on the CentOS 7 host the bundle is for":
+        "请在要安装的 CentOS 7 主机上运行 inventory",
+    "`rpm -qa` failed or printed something unexpected (exit %d)":
+        "`rpm -qa` 失败或输出了无法识别的内容（退出码 %d）",
+    "check that `rpm -qa` works on this host (rpm --rebuilddb repairs a damaged database), "
+    "then run the inventory again":
+        "请确认本机 `rpm -qa` 能正常运行（rpm --rebuilddb 可修复损坏的数据库），然后重新运行 "
+        "inventory",
+    "give -o a file in a writable folder": "请给 -o 指定一个可写目录中的文件",
+    "Wrote %s: %s installed on %s.": "已写入 %s：已安装 %s（主机 %s）。",
+    "Carry it to the connected machine and build for this host:":
+        "把它带到联网的机器上，为这台主机构建安装包：",
+    # ---- preflight and the plan
+    "\n%s: %d failed, %s": "\n%s：%d 项失败，%s",
+    "preflight failed: %s: %s": "预检失败：%s：%s",
+    "preflight failed: %s: %s (+%d more: %s)": "预检失败：%s：%s（另有 %d 项：%s）",
+    "fix it and run `./install.sh check` again": "修复后重新运行 `./install.sh check`",
+    "  install  %s": "  安装     %s",
+    "  upgrade  %s (from %s)": "  升级     %s（原为 %s）",
+    "  remove   %s": "  删除     %s",
+    "  remove   %s (needs a package being removed)": "  删除     %s（它依赖被删除的软件包）",
+    "Packages: nothing to change (already installed); services and images are checked.":
+        "软件包：无需改动（已安装）；将检查服务和镜像。",
+    "One yum transaction (every repo disabled, signatures checked):":
+        "一次 yum 事务（禁用所有软件仓库，校验签名）：",
+    "Proceed? [y/N] ": "是否继续？[y/N] ",
+    "not confirmed: stdin is not a terminal": "未确认：标准输入不是终端",
+    "add --yes to proceed without a prompt": "加上 --yes 可不经询问直接执行",
+    "cancelled at the prompt; nothing was changed": "已在确认时取消；没有做任何改动",
+    "run it again and answer y, or add --yes": "重新运行并回答 y，或加上 --yes",
+    # ---- install steps
+    "trusting publisher key %s from now on (%s)": "从现在起信任发布者密钥 %s（%s）",
+    "cannot store the trusted key in %s: %s": "无法把受信任的密钥保存到 %s：%s",
+    "check that /etc is writable, or put the key there by hand":
+        "请确认 /etc 可写，或手动把密钥放到那里",
+    "importing signing key %s (%s)": "导入签名密钥 %s（%s）",
+    "rpm --import %s failed": "rpm --import %s 失败",
+    "check that the bundle is complete (sha256sum -c SHA256SUMS)":
+        "请确认安装包完整（sha256sum -c SHA256SUMS）",
+    "packages: already installed, no transaction": "软件包：已安装，无需 yum 事务",
+    "yum transaction: %d to install, %d to upgrade, %d to remove":
+        "yum 事务：安装 %d 个，升级 %d 个，删除 %d 个",
+    "the yum transaction failed and changed nothing: %s": "yum 事务失败，没有做任何改动：%s",
+    "the bundle's signatures did not verify: rebuild or re-copy the bundle":
+        "安装包的签名校验未通过：请重新构建或重新拷贝安装包",
+    "see the log for yum's output, fix it and run install again":
+        "请查看日志中 yum 的输出，修复后重新运行 install",
+    "the yum transaction did not complete: %s": "yum 事务没有完成：%s",
+    "see `yum history` and the log; run install again":
+        "请查看 `yum history` 和日志；然后重新运行 install",
+    "systemctl enable %s failed": "systemctl enable %s 失败",
+    "see the log": "请查看日志",
+    "starting containerd and docker (systemctl enable --now)":
+        "启动 containerd 和 docker（systemctl enable --now）",
+    "systemctl enable --now containerd docker failed":
+        "systemctl enable --now containerd docker 失败",
+    "  (would wait for %s)": "  （将等待 %s）",
+    "docker is up (engine %s)": "docker 已启动（引擎版本 %s）",
+    "docker did not come up (%s) within %ds": "docker 未能启动（%s），已等待 %d 秒",
+    "no answer": "无响应",
+    "\nlast lines of the docker service log:": "\ndocker 服务日志的最后几行：",
+    "read `journalctl -u docker -n 50` (often /etc/docker/daemon.json or the storage driver), "
+    "fix it and run install again; packages stay installed":
+        "请查看 `journalctl -u docker -n 50`（常见原因是 /etc/docker/daemon.json 或存储驱动），"
+        "修复后重新运行 install；软件包保持已安装",
+    "images: skipped (--skip-images)": "镜像：已跳过（--skip-images）",
+    "image %s: already loaded (%s)": "镜像 %s：已导入（%s）",
+    "loading image %s (%s)": "导入镜像 %s（%s）",
+    "docker load of %s failed": "docker load %s 失败",
+    "check the bundle (sha256sum -c SHA256SUMS) and docker's log":
+        "请检查安装包（sha256sum -c SHA256SUMS）和 docker 的日志",
+    "image %s loaded as %s, the manifest says %s":
+        "镜像 %s 导入后为 %s，而清单（manifest）写的是 %s",
+    "re-copy the bundle and run install again": "请重新拷贝安装包后再运行 install",
+    "smoke test: docker run --rm %s": "测试运行容器：docker run --rm %s",
+    "the smoke test `docker run --rm %s` failed: %s": "测试运行 `docker run --rm %s` 失败：%s",
+    "it printed nothing": "没有任何输出",
+    "docker is installed and running; see the log and `journalctl -u docker`":
+        "docker 已安装并在运行；请查看日志和 `journalctl -u docker`",
+    "smoke test: docker info (no hello-world image loaded)":
+        "测试：docker info（没有导入 hello-world 镜像）",
+    "`docker info` failed": "`docker info` 失败",
+    "see `journalctl -u docker`": "请查看 `journalctl -u docker`",
+    "  (would write %s)": "  （将写入 %s）",
+    "\nDry run: nothing was changed.": "\n演练（--dry-run）：没有做任何改动。",
+    "\nDone: docker-ce %s from %s.": "\n完成：docker-ce %s（来自 %s）。",
+    "  yum transaction %s (`yum history info %s`; receipt %s)":
+        "  yum 事务 %s（`yum history info %s`；安装记录 %s）",
+    "  one yum transaction; its ID is unknown: %s (receipt %s)":
+        "  一次 yum 事务，ID 未知：%s（安装记录 %s）",
+    "  packages were already installed (receipt %s)": "  软件包此前已安装（安装记录 %s）",
+    "  status:    sudo ./install.sh status": "  查看状态：sudo ./install.sh status",
+    "  uninstall: sudo python %s/airdock_install.py uninstall   (keeps %s)":
+        "  卸载：    sudo python %s/airdock_install.py uninstall   （保留 %s）",
+    # ---- status
+    "Packages:": "软件包：",
+    "= bundle": "= 安装包中的版本",
+    "bundle has %s": "安装包中为 %s",
+    "not installed": "未安装",
+    "Services:": "服务：",
+    "unknown": "未知",
+    "no unit file": "无 unit 文件",
+    "Images:": "镜像：",
+    "Images: (docker is not answering)": "镜像：（docker 无响应）",
+    "  %s (in the bundle, not loaded)": "  %s（在安装包中，未导入）",
+    "Receipt: none (%s)": "安装记录：无（%s）",
+    "Receipt: %s (last run %s); packages from yum transaction %s at %s":
+        "安装记录：%s（最近一次运行 %s）；软件包来自 yum 事务 %s，时间 %s",
+    "Receipt: %s (last run %s); packages from yum transaction %s at %s; that install stopped "
+    "after its transaction: run install again":
+        "安装记录：%s（最近一次运行 %s）；软件包来自 yum 事务 %s，时间 %s；那次安装在事务之后"
+        "中断了：请重新运行 install",
+    # ---- uninstall
+    "No airdock receipt: removing the docker packages Docker's docs name.":
+        "没有 airdock 安装记录：按 Docker 官方文档列出的 docker 软件包卸载。",
+    "  keeping %s (%s)": "  保留 %s（%s）",
+    "needed by %s": "%s 依赖它",
+    "Stop docker and containerd, then remove in one yum transaction:":
+        "停止 docker 和 containerd，然后在一次 yum 事务中删除：",
+    "No docker packages to remove.": "没有需要删除的 docker 软件包。",
+    "Then DELETE (--purge):": "然后删除（--purge）：",
+    "Kept: %s (uninstall --purge deletes them).": "保留：%s（uninstall --purge 会删除它们）。",
+    "stopping docker and containerd": "停止 docker 和 containerd",
+    "%s is still running after `systemctl stop %s`": "%s 在执行 `systemctl stop %s` 后仍在运行",
+    "stop it by hand (systemctl stop %s) and run uninstall again":
+        "请手动停止（systemctl stop %s）后重新运行 uninstall",
+    "yum remove: %s": "yum remove：%s",
+    "yum remove did not remove %s: %s": "yum remove 没有删除 %s：%s",
+    "see the log; remove them with `yum remove` and run uninstall again":
+        "请查看日志；用 `yum remove` 删除它们后重新运行 uninstall",
+    "  keeping key %s (installed packages are signed by it)":
+        "  保留密钥 %s（已安装的软件包由它签名）",
+    "removing key %s (airdock imported it; nothing installed needs it)":
+        "删除密钥 %s（由 airdock 导入；已安装的软件包都不需要它）",
+    "  (would delete %s)": "  （将删除 %s）",
+    "%s still has a filesystem mounted inside (%s): nothing deleted":
+        "%s 内仍挂载着文件系统（%s）：没有删除任何内容",
+    "unmount it (or reboot) and run uninstall --purge again":
+        "请卸载该挂载点（或重启）后重新运行 uninstall --purge",
+    "deleting %s (%s)": "删除 %s（%s）",
+    "could not delete %s: %s": "无法删除 %s：%s",
+    "stop whatever still uses it (containers, mounts) and delete it by hand":
+        "请停止仍在使用它的容器或挂载，然后手动删除",
+    "\nDone: %s removed (yum transaction %s), data deleted.":
+        "\n完成：已删除 %s（yum 事务 %s），数据已删除。",
+    "\nDone: %s removed (yum transaction %s).": "\n完成：已删除 %s（yum 事务 %s）。",
+    "\nDone: %s removed, data deleted.": "\n完成：已删除 %s，数据已删除。",
+    "\nDone: %s removed.": "\n完成：已删除 %s。",
+    "  kept %s; `uninstall --purge` deletes them": "  已保留 %s；`uninstall --purge` 会删除它们",
+    "cannot uninstall: %s needs %s, and airdock did not install it":
+        "无法卸载：%s 依赖 %s，而它不是 airdock 安装的",
+    "remove %s first (yum remove), then run uninstall again":
+        "请先删除 %s（yum remove），然后重新运行 uninstall",
+    "rpm refuses to remove the docker packages: %s": "rpm 拒绝删除 docker 软件包：%s",
+    "see the log; nothing was removed": "请查看日志；没有删除任何软件包",
+    # ---- the checks
+    "needs yum and rpm": "需要 yum 和 rpm",
+    "the bundle failed its checksums": "安装包未通过校验和检查",
+    "the manifest does not describe the bundle's RPMs": "清单（manifest）与安装包中的 RPM 不符",
+    "the yum test transaction needs root": "yum 测试事务需要 root 权限",
+    "running as root": "以 root 身份运行",
+    "running as uid %d, not root": "当前以 uid %d 运行，不是 root",
+    "run it as root: sudo ./install.sh %s": "请以 root 身份运行：sudo ./install.sh %s",
+    "unknown OS": "未知操作系统",
+    "%s is RHEL-compatible, not CentOS: the bundle was built for %s":
+        "%s 与 RHEL 兼容，但不是 CentOS：安装包是为 %s 构建的",
+    "the test transaction below tells whether this host lacks anything":
+        "下面的 yum 测试事务会指出本机是否缺少依赖包",
+    "%s is not supported: this bundle holds CentOS 7 (el7) packages":
+        "不支持 %s：此安装包中是 CentOS 7（el7）的软件包",
+    "install on a CentOS 7 host (RHEL 7 works with a warning)":
+        "请在 CentOS 7 主机上安装（RHEL 7 也可以，但会有警告）",
+    "cannot read the kernel release from %s": "无法从 %s 读取内核版本",
+    "check `uname -r` is 3.10 or newer": "请确认 `uname -r` 为 3.10 或更高",
+    "kernel %s is older than 3.10, which Docker needs": "内核 %s 低于 Docker 所需的 3.10",
+    "boot a CentOS 7 kernel (3.10.0-*.el7)": "请启动 CentOS 7 的内核（3.10.0-*.el7）",
+    "kernel %s predates 3.10.0-514 (CentOS 7.3): no overlay2, docker falls back to "
+    "devicemapper":
+        "内核 %s 早于 3.10.0-514（CentOS 7.3）：不支持 overlay2，docker 将退回使用 devicemapper",
+    "update the kernel to 3.10.0-514 or later and reboot": "请把内核升级到 3.10.0-514 或更高并重启",
+    "kernel %s": "内核 %s",
+    "%s, as the bundle": "%s，与安装包一致",
+    "this host is %s, the bundle is for %s": "本机是 %s，安装包是为 %s 构建的",
+    "build a bundle with `airdock build --arch %s`": "请用 `airdock build --arch %s` 构建安装包",
+    "%s not found: this is not a yum/rpm host": "找不到 %s：这不是使用 yum/rpm 的主机",
+    "run it on CentOS 7": "请在 CentOS 7 上运行",
+    "yum and rpm found, systemctl not found": "找到 yum 和 rpm，但找不到 systemctl",
+    "the service cannot be started; use --no-start": "无法启动服务；请使用 --no-start",
+    "yum, rpm and systemctl found": "已找到 yum、rpm 和 systemctl",
+    "%s free for %s, %s for packages in /usr, %s in %s":
+        "%s 可用于 %s，/usr 中 %s 可用于软件包，%s 可用于 %s",
+    "only %s free for %s, the images need about %s": "只有 %s 可用于 %s，镜像大约需要 %s",
+    "free space under %s (or mount a bigger disk there)":
+        "请清理 %s 下的空间（或在那里挂载更大的磁盘）",
+    "not enough space: %s": "空间不足：%s",
+    "free space in /usr (about %s needed) and %s": "请清理 /usr（大约需要 %s）和 %s 的空间",
+    "%s: little room for images you add later": "%s：以后添加镜像的空间不多",
+    "consider a bigger disk for %s": "建议为 %s 使用更大的磁盘",
+    "cannot tell the filesystem of %s": "无法判断 %s 所在的文件系统",
+    "%s is on %s (%s)": "%s 位于 %s（%s）",
+    "%s; xfs_info not found, ftype unknown": "%s；找不到 xfs_info，ftype 未知",
+    "check `xfs_info %s` shows ftype=1 (overlay2 needs it)":
+        "请确认 `xfs_info %s` 显示 ftype=1（overlay2 需要）",
+    "%s with ftype=1: overlay2 works": "%s，ftype=1：可以使用 overlay2",
+    "%s with ftype=0: overlay2 cannot work (dockerd 26 refuses it)":
+        "%s，ftype=0：无法使用 overlay2（dockerd 26 会拒绝）",
+    "put %s on ext4 or on xfs made with `mkfs.xfs -n ftype=1`":
+        "请把 %s 放在 ext4 上，或放在用 `mkfs.xfs -n ftype=1` 创建的 xfs 上",
+    "%s; xfs_info did not report ftype": "%s；xfs_info 没有报告 ftype",
+    "check `xfs_info %s`": "请检查 `xfs_info %s`",
+    "%s: overlay2 works": "%s：可以使用 overlay2",
+    "%s: overlay2 may not work on it": "%s：overlay2 可能无法在上面工作",
+    "put %s on ext4 or xfs (ftype=1)": "请把 %s 放在 ext4 或 xfs（ftype=1）上",
+    "SELinux enforcing (container-selinux comes with the bundle)":
+        "SELinux 为 enforcing（安装包中带有 container-selinux）",
+    "SELinux %s": "SELinux 为 %s",
+    "%s in /etc/selinux/config, not active now": "/etc/selinux/config 中为 %s，当前未生效",
+    " (+%d more)": "（另有 %d 项）",
+    "the bundle is damaged or was altered: copy it again and run `sha256sum -c SHA256SUMS` in "
+    "its folder":
+        "安装包已损坏或被改动：请重新拷贝，并在其目录中运行 `sha256sum -c SHA256SUMS`",
+    "%s verified; not in SHA256SUMS (ignored): %s": "已校验 %s；不在 SHA256SUMS 中（已忽略）：%s",
+    "SHA256SUMS: %s verified": "SHA256SUMS：已校验 %s",
+    "SHA256SUMS line %d is malformed": "SHA256SUMS 第 %d 行格式错误",
+    "%s is missing": "缺少 %s",
+    "%s: sha256 %s, SHA256SUMS says %s": "%s：sha256 为 %s，SHA256SUMS 中为 %s",
+    "%s is not listed in SHA256SUMS": "%s 不在 SHA256SUMS 中",
+    "%s: manifest.json and SHA256SUMS disagree": "%s：manifest.json 与 SHA256SUMS 不一致",
+    "%s is not an OpenPGP public key": "%s 不是 OpenPGP 公钥",
+    "re-copy the bundle": "请重新拷贝安装包",
+    "%s has fingerprint %s, the manifest says %s": "%s 的指纹是 %s，清单（manifest）中为 %s",
+    "Docker's RPM signing key": "Docker 的 RPM 签名密钥",
+    "CentOS 7 signing key": "CentOS 7 签名密钥",
+    "CentOS 7 aarch64 signing key": "CentOS 7 aarch64 签名密钥",
+    "%s, vouched for by publisher %s": "%s，由发布者 %s 担保",
+    "%s (%s) is not a vendor key, and no publisher this host trusts signed the bundle":
+        "%s（%s）不是厂商密钥，并且本机信任的发布者都没有为此安装包签名",
+    "use a bundle of vendor-signed packages, or trust its publisher: --trust-key PUBLISHER.asc "
+    "(kept in %s)":
+        "请使用由厂商签名的软件包构建的安装包，或信任其发布者：--trust-key PUBLISHER.asc"
+        "（保存在 %s）",
+    "%s is not signed by a key in the bundle": "%s 没有用安装包中的密钥签名",
+    "rebuild the bundle; the installer refuses unsigned packages":
+        "请重新构建安装包；安装程序拒绝未签名的软件包",
+    "signature check failed: %s": "签名校验失败：%s",
+    "the bundle was altered or is damaged: copy it again from the source":
+        "安装包被改动或已损坏：请从源头重新拷贝",
+    "%s signed by the bundle's keys: %s": "%s 由安装包中的密钥签名：%s",
+    "no answer from rpm -K": "rpm -K 没有结果",
+    "rpm -K failed: %s": "rpm -K 失败：%s",
+    "cannot read the key %s": "无法读取密钥 %s",
+    "no SHA256SUMS to check a signature over": "没有 SHA256SUMS，无法校验签名",
+    "compare the sha256 of SHA256SUMS, %s, with the one the publisher published":
+        "请把 SHA256SUMS 的 sha256（%s）与发布者公布的值进行比对",
+    "the bundle is not signed (no %s), and this host installs only bundles signed by a "
+    "publisher it trusts (%s)":
+        "安装包没有签名（没有 %s），而本机只安装由其信任的发布者签名的安装包（%s）",
+    "get the signed bundle from its publisher (`airdock build --sign-key`)":
+        "请向发布者获取已签名的安装包（`airdock build --sign-key`）",
+    "the bundle is not signed: %s": "安装包没有签名：%s",
+    "signed by %s, but this host trusts no publisher yet: compare that fingerprint with the "
+    "publisher's":
+        "由 %s 签名，但本机尚未信任任何发布者：请把该指纹与发布者提供的指纹进行比对",
+    "then run with --trust-fingerprint %s (or --trust-key FILE)":
+        "然后加上 --trust-fingerprint %s（或 --trust-key FILE）运行",
+    "%s does not verify: %s": "%s 校验未通过：%s",
+    "the bundle was altered or comes from another publisher: get it again from yours and check "
+    "it with `airdock verify` or `gpg --verify`":
+        "安装包被改动或来自其他发布者：请从你的发布者重新获取，并用 `airdock verify` 或 "
+        "`gpg --verify` 校验",
+    "signed by %s (%s)": "由 %s 签名（%s）",
+    "\nThe bundle is signed by an untrusted key: SHA256SUMS sha256 %s; compare it with the "
+    "publisher's.":
+        "\n安装包由未受信任的密钥签名：SHA256SUMS 的 sha256 为 %s；请与发布者公布的值比对。",
+    "\nThe bundle is not signed: SHA256SUMS sha256 %s; compare it with the publisher's.":
+        "\n安装包没有签名：SHA256SUMS 的 sha256 为 %s；请与发布者公布的值比对。",
+    "rpm -qp could not read every RPM header of the bundle (exit %d, %s for %s; rpm's words are "
+    "in the log)":
+        "rpm -qp 无法读取安装包中所有 RPM 的头信息（退出码 %d，%s 对应 %s；rpm 的输出见日志）",
+    "the bundle is damaged or was altered: copy the bundle again from the source":
+        "安装包已损坏或被改动：请从源头重新拷贝安装包",
+    "%s holds %s (its RPM header), the manifest says %s":
+        "%s 实际是 %s（RPM 头信息），而清单（manifest）写的是 %s",
+    "the manifest does not describe the bundle's RPMs (altered or damaged): copy the bundle "
+    "again from the source, or rebuild it":
+        "清单（manifest）与安装包中的 RPM 不符（被改动或已损坏）：请从源头重新拷贝或重新构建安装包",
+    "%s match the manifest (name, epoch, version, release, arch)":
+        "%s与清单一致（name、epoch、version、release、arch）",
+    "the manifest asks to remove %s: %s": "清单（manifest）要求删除 %s：%s",
+    "not an old docker package, and no RPM of the bundle conflicts with or obsoletes it":
+        "它不是旧版 docker 软件包，安装包中也没有 RPM 与它冲突或取代它",
+    "not old docker packages, and no RPM of the bundle conflicts with or obsoletes them":
+        "它们不是旧版 docker 软件包，安装包中也没有 RPM 与它们冲突或取代它们",
+    "the manifest was altered: copy the bundle again from the source, or rebuild it (airdock "
+    "removes only the old docker packages and what docker-ce conflicts with)":
+        "清单（manifest）被改动：请从源头重新拷贝或重新构建安装包（airdock 只删除旧版 docker "
+        "软件包和与 docker-ce 冲突的软件包）",
+    "the manifest removes only old docker packages and what the bundle's RPMs conflict with (%s)":
+        "清单只删除旧版 docker 软件包和与安装包中 RPM 冲突的软件包（%s）",
+    "no conflicting packages installed": "没有安装冲突的软件包",
+    "removed in the same transaction: %s": "将在同一个事务中删除：%s",
+    "nothing to do: they conflict with docker-ce (/usr/bin/docker and more)":
+        "无需处理：它们与 docker-ce 冲突（/usr/bin/docker 等）",
+    "%s %s is installed, newer than the bundle's %s": "已安装 %s %s，比安装包中的 %s 新",
+    "uninstall first (`./install.sh uninstall` keeps your data) or use a newer bundle":
+        "请先卸载（`./install.sh uninstall` 会保留你的数据），或使用更新的安装包",
+    "not installed: will install %s": "未安装：将安装 %s",
+    "%s already installed: re-running ensures the service and images":
+        "%s 已安装：重新运行会确保服务和镜像就绪",
+    "upgrade %s -> %s (images and containers are kept)": "升级 %s -> %s（保留镜像和容器）",
+    "nothing to change: all packages already installed": "无需改动：所有软件包均已安装",
+    "%s (needed by %s)": "%s（%s 需要）",
+    "this host lacks what the bundle needs: %s": "本机缺少安装包需要的依赖包：%s",
+    "the bundle was built for %s (closure %s): on this host run `./install.sh inventory -o "
+    "host.json`, carry host.json back to the connected machine and rebuild with `airdock build "
+    "--baseline-from host.json` (same options), or install those packages from this host's own "
+    "media":
+        "安装包是为 %s（closure %s）构建的：请在本机运行 `./install.sh inventory -o host.json`，"
+        "把 host.json 带回联网的机器，用 `airdock build --baseline-from host.json`（其他选项不变）"
+        "重新构建；或者从本机自己的安装介质安装这些软件包",
+    "yum reports a conflict: %s": "yum 报告冲突：%s",
+    "remove the conflicting package first (yum remove ...) and run check again":
+        "请先删除冲突的软件包（yum remove ...），然后重新运行 check",
+    "the yum test transaction failed: %s": "yum 测试事务失败：%s",
+    "read the log, fix it and run check again": "请查看日志，修复后重新运行 check",
+    "%d to install, %d to upgrade, %d to remove": "安装 %d 个，升级 %d 个，删除 %d 个",
+    "yum test transaction OK (%s); it also removes %s, which need the removed packages":
+        "yum 测试事务通过（%s）；它还会删除依赖被删软件包的 %s",
+    "if you still need them, do not install this bundle": "如果你还需要它们，请不要安装此安装包",
+    "yum test transaction OK, every repo disabled (%s)":
+        "yum 测试事务通过，已禁用所有软件仓库（%s）",
+    # ---- the bundle and the trust root
+    "%s is not a readable OpenPGP RSA public key": "%s 不是可读取的 OpenPGP RSA 公钥",
+    "give the publisher's ASCII-armoured public key (gpg --armor --export)":
+        "请提供发布者的 ASCII 格式公钥（gpg --armor --export）",
+    "--trust-fingerprint %s is not a 40-hex fingerprint":
+        "--trust-fingerprint %s 不是 40 位十六进制指纹",
+    "copy the full fingerprint the publisher gave (gpg --fingerprint)":
+        "请完整复制发布者提供的指纹（gpg --fingerprint）",
+    "cannot read %s: %s": "无法读取 %s：%s",
+    "run install.sh from the unpacked bundle folder (or pass --bundle DIR)":
+        "请在解压后的安装包目录中运行 install.sh（或指定 --bundle DIR）",
+    "the bundle is damaged or was altered: copy it again from the source, or rebuild it":
+        "安装包已损坏或被改动：请从源头重新拷贝，或重新构建",
+    "%s is larger than %s, which no airdock bundle's manifest is":
+        "%s 大于 %s，airdock 安装包的清单不会这么大",
+    "%s is not valid JSON (%s)": "%s 不是有效的 JSON（%s）",
+    "%s is not an airdock bundle manifest": "%s 不是 airdock 安装包的清单",
+    "%s is malformed: %s": "%s 格式错误：%s",
+    "this bundle was made by a newer airdock (manifest format_version %d; this installer knows "
+    "%s)":
+        "此安装包由更新版本的 airdock 生成（清单 format_version 为 %d；本安装程序支持 %s）",
+    "run the install.sh inside that bundle: each bundle carries its own installer":
+        "请运行该安装包中自带的 install.sh：每个安装包都带有自己的安装程序",
+    "the bundle's manifest has format_version %d, which no airdock writes (this installer "
+    "knows %s)":
+        "安装包清单的 format_version 为 %d，没有任何 airdock 版本会生成它（本安装程序支持 %s）",
+    "the bundle is damaged or was altered: copy it again from the source":
+        "安装包已损坏或被改动：请从源头重新拷贝",
+    # ---- the lock and running commands
+    "another airdock installer (pid %d) is running": "另一个 airdock 安装程序（pid %d）正在运行",
+    "another airdock installer is running": "另一个 airdock 安装程序正在运行",
+    "wait for it to finish": "请等待它结束",
+    "warning: cannot lock %s (%s): nothing stops a second installer run meanwhile":
+        "警告：无法锁定 %s（%s）：此期间无法阻止另一个安装程序同时运行",
+    "  would run: %s": "  将运行：%s",
+    "`%s` failed (exit %d): %s": "`%s` 失败（退出码 %d）：%s",
+}
+
+
+# =====================================================================================
 # main and the commands
 # =====================================================================================
 
@@ -135,14 +580,19 @@ def main(argv=None):
         s.failed(exc)
         code = exc.code
     except KeyboardInterrupt:
-        s.failed(Failure("interrupted", "run the same command again: the yum transaction "
-                         "either completed or changed nothing"))
+        s.failed(Failure(T("interrupted"), T("run the same command again: the yum transaction "
+                                             "either completed or changed nothing")))
         code = 130
     except Exception as exc:  # an installer bug: one line for the operator, details in the log
         s.log("internal error:\n" + traceback.format_exc())
-        s.failed(Failure("internal error (%s: %s)" % (type(exc).__name__, exc),
-                         "please report it with the log"))
+        s.failed(Failure(T("internal error (%s: %s)", type(exc).__name__, str(exc)),
+                         T("please report it with the log")))
         code = 70
+    if args.command in ("check", "install") and "checks" not in s.result:
+        # stopped before the checks ran (an unreadable bundle, the lock): --json still
+        # names every check, each skipped with the reason
+        why = "not run: %s" % s.result.get("error", "the run stopped before the checks")
+        s.result["checks"] = [Check(name, "skip", why).as_dict() for name in CHECK_NAMES]
     s.finish(code)
     return code
 
@@ -153,7 +603,7 @@ def cmd_check(s, args):
     hold_lock(s, exclusive=False)
     host = Host(s)
     preflight(s, bundle, host)
-    s.say("\nAll checks passed: `sudo ./install.sh` installs this bundle.")
+    s.say(T("\nAll checks passed: `sudo ./install.sh` installs this bundle."))
     return 0
 
 
@@ -166,7 +616,8 @@ def cmd_install(s, args):
     if plan.nothing_to_do:
         s.say(describe_plan(plan))
     else:
-        confirm(s, args, describe_plan(plan) + trust_note(s.trust))
+        note = trust_note(s.trust)
+        confirm(s, args, join_lines([describe_plan(plan), note]) if note else describe_plan(plan))
     previous = read_receipt(s)
     history_before = yum_history_last_id(s)
     store_trusted_keys(s)
@@ -182,7 +633,7 @@ def cmd_install(s, args):
     images = []
     if args.no_start:
         enable_services(s)
-        s.say("Services enabled but not started (--no-start): images were not loaded.")
+        s.say(T("Services enabled but not started (--no-start): images were not loaded."))
     else:
         start_services(s)
         wait_for_docker(s)
@@ -213,8 +664,11 @@ def cmd_uninstall(s, args):
     packages = removable_packages(s, host, receipt)
     purge = purge_plan(s) if args.purge else []
     if not packages and not purge:
-        s.say("Nothing to uninstall: no docker packages installed%s." % (
-            "" if args.purge else "; `uninstall --purge` deletes " + ", ".join(DATA_DIRS)))
+        if args.purge:
+            s.say(T("Nothing to uninstall: no docker packages installed."))
+        else:
+            s.say(T("Nothing to uninstall: no docker packages installed; `uninstall --purge` "
+                    "deletes %s.", ", ".join(DATA_DIRS)))
         retire_receipt(s, receipt)
         return 0
     confirm(s, args, describe_uninstall(packages, purge))
@@ -228,9 +682,40 @@ def cmd_uninstall(s, args):
     return 0
 
 
+def cmd_inventory(s, args):
+    """This host as the builder's --baseline-from reads it (INVENTORY_FORMAT): every
+    installed package, os-release, kernel, arch, python, docker.  Reads only; -o FILE is
+    written atomically, without -o the document is the only thing on stdout."""
+    host = Host(s)
+    if not host.has("rpm"):
+        raise Failure(T("rpm not found: this is not an rpm host"),
+                      T("run the inventory on the CentOS 7 host the bundle is for"))
+    inventory = host_inventory(s, host)
+    text = json.dumps(inventory, indent=2, sort_keys=True, separators=(",", ": ")) + "\n"
+    s.result["packages"] = len(inventory["packages"])
+    if not args.output:
+        s.json = False  # the inventory is the JSON document on stdout
+        s.quiet_result = True
+        write_bytes(sys.stdout, text.encode("utf-8"))
+        return 0
+    path = os.path.abspath(args.output)
+    try:
+        write_file_atomic(path, text.encode("utf-8"))
+    except (IOError, OSError) as exc:
+        raise Failure(T("cannot write %s: %s", path, exc.strerror or str(exc)),
+                      T("give -o a file in a writable folder"))
+    s.result["output"] = path
+    s.say(T("Wrote %s: %s installed on %s.", path,
+            count(len(inventory["packages"]), "package"), inventory["hostname"]))
+    s.say(T("Carry it to the connected machine and build for this host:"))
+    s.say("    airdock build --baseline-from %s ..." % os.path.basename(path))
+    return 0
+
+
 COMMANDS = {
     "check": cmd_check,
     "install": cmd_install,
+    "inventory": cmd_inventory,
     "status": cmd_status,
     "uninstall": cmd_uninstall,
 }
@@ -238,28 +723,48 @@ COMMANDS = {
 
 class UsageParser(argparse.ArgumentParser):
     def error(self, message):
-        sys.stderr.write("airdock: %s (see --help)\n" % message)
+        lang, _note = choose_language(forced_language(sys.argv[1:]), os.environ, [
+            output_encoding(sys.stderr, os.environ)])
+        text = render(T("airdock: %s (see --help)", message), lang) + u"\n"
+        write_bytes(sys.stderr, text.encode(output_encoding(sys.stderr, os.environ), "replace"))
         sys.exit(2)
+
+
+def forced_language(argv):
+    """--lang's value before argparse has read it (for argparse's own errors)."""
+    for index, arg in enumerate(argv):
+        if arg.startswith("--lang="):
+            return arg.split("=", 1)[1] if arg.split("=", 1)[1] in LANGUAGES else None
+        if arg == "--lang" and index + 1 < len(argv) and argv[index + 1] in LANGUAGES:
+            return argv[index + 1]
+    return None
+
+
+LANGUAGES = ("en", "zh")
 
 
 def parse_args(argv):
     parser = UsageParser(
         prog="install.sh",
         description="Install Docker CE from this airdock bundle on an air-gapped CentOS 7 host.",
-        epilog="check and --dry-run change nothing on the host (they only write their log). "
-        "Exit status: 0 ok, 1 failed, 2 bad usage.",
+        epilog="check, inventory and --dry-run change nothing on the host (they only write "
+        "their log). Messages are in Simplified Chinese when the locale is zh_* (LC_ALL, "
+        "LC_MESSAGES, LANG) and the terminal can show it, in English otherwise; --json output "
+        "is always English. Exit status: 0 ok, 1 failed, 2 bad usage.",
     )
     parser.add_argument("command", nargs="?", default="install", choices=sorted(COMMANDS),
-                        help="what to do (default: install)")
+                        help="what to do (default: install); inventory prints this host's "
+                        "packages as JSON for `airdock build --baseline-from`")
     parser.add_argument("--dry-run", action="store_true",
                         help="run the checks, print every command that would change the host")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask before changing")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object with the result on stdout")
+                        help="print one JSON object with the result on stdout (English)")
     parser.add_argument("--log", default=DEFAULT_LOG, metavar="FILE",
                         help="log file (default %s)" % DEFAULT_LOG)
     parser.add_argument("--no-start", action="store_true",
-                        help="install and enable, but do not start docker (no images loaded)")
+                        help="install and enable containerd and docker, but do not start them "
+                        "(so no images are loaded and no smoke test runs)")
     parser.add_argument("--skip-images", action="store_true",
                         help="do not load the bundle's images")
     parser.add_argument("--purge", action="store_true",
@@ -270,11 +775,20 @@ def parse_args(argv):
                         help="trust the bundle's keys/publisher.asc if it has this fingerprint")
     parser.add_argument("--bundle", metavar="DIR",
                         default=os.path.dirname(os.path.abspath(__file__)),
-                        help="the unpacked bundle (default: the folder of this file)")
-    parser.add_argument("--version", action="version", version="airdock installer " + VERSION)
+                        help="the unpacked bundle folder to use (default: the folder holding "
+                        "this installer; status works without one)")
+    parser.add_argument("--output", "-o", metavar="FILE",
+                        help="inventory: write the JSON to FILE (atomically) instead of stdout")
+    parser.add_argument("--lang", choices=LANGUAGES,
+                        help="language of the messages: en or zh (default: from the locale)")
+    parser.add_argument("--version", action="version", version="airdock installer " + VERSION,
+                        help="print the installer's version (the airdock that built the "
+                        "bundle) and exit")
     args = parser.parse_args(argv)
     if args.purge and args.command != "uninstall":
         parser.error("--purge only goes with uninstall")
+    if args.output and args.command != "inventory":
+        parser.error("--output only goes with inventory")
     return args
 
 
@@ -296,28 +810,33 @@ def preflight(s, bundle, host):
     checks, plan = run_checks(s, bundle, host)
     failed = [c for c in checks if c.status == "fail"]
     warned = [c for c in checks if c.status == "warn"]
-    s.say("\n%d checks: %d failed, %d warnings" % (len(checks), len(failed), len(warned)))
+    s.say(T("\n%s: %d failed, %s", count(len(checks), "check"), len(failed),
+            count(len(warned), "warning")))
     if failed:
         first = failed[0]
-        more = " (+%d more, see above)" % (len(failed) - 1) if len(failed) > 1 else ""
-        raise Failure("preflight failed: %s: %s%s" % (first.name, first.message, more),
-                      first.fix or "fix it and run `./install.sh check` again")
+        fix = first.fix_text or T("fix it and run `./install.sh check` again")
+        if len(failed) > 1:  # named, not "see above": --json has no above
+            raise Failure(T("preflight failed: %s: %s (+%d more: %s)", first.name, first.text,
+                            len(failed) - 1, ", ".join(c.name for c in failed[1:])), fix)
+        raise Failure(T("preflight failed: %s: %s", first.name, first.text), fix)
     return plan
 
 
 def describe_plan(plan):
     lines = []
     for pkg in plan.install:
-        lines.append("  install  %s" % pkg.nevra)
+        lines.append(T("  install  %s", pkg.nevra))
     for pkg, old in plan.upgrade:
-        lines.append("  upgrade  %s (from %s)" % (pkg.nevra, old))
+        lines.append(T("  upgrade  %s (from %s)", pkg.nevra, old))
     for nevra in plan.remove:
-        lines.append("  remove   %s" % nevra)
+        lines.append(T("  remove   %s", nevra))
     for nevra in plan.extra_removals:
-        lines.append("  remove   %s (needs a package being removed)" % nevra)
+        lines.append(T("  remove   %s (needs a package being removed)", nevra))
     if not lines:
-        return "Packages: nothing to change (already installed); services and images are checked."
-    return "One yum transaction (every repo disabled, signatures checked):\n" + "\n".join(lines)
+        return T("Packages: nothing to change (already installed); services and images are "
+                 "checked.")
+    return join_lines([T("One yum transaction (every repo disabled, signatures checked):")]
+                      + lines)
 
 
 def confirm(s, args, text):
@@ -325,18 +844,18 @@ def confirm(s, args, text):
     if args.dry_run or args.yes:
         return
     if not sys.stdin.isatty():
-        raise Failure("not confirmed: stdin is not a terminal",
-                      "add --yes to proceed without a prompt")
+        raise Failure(T("not confirmed: stdin is not a terminal"),
+                      T("add --yes to proceed without a prompt"))
     stream = sys.stderr if args.json else sys.stdout
-    stream.write("Proceed? [y/N] ")
-    stream.flush()
+    prompt = render(T("Proceed? [y/N] "), s.lang)
+    write_bytes(stream, prompt.encode(s.encodings.get(id(stream)) or "ascii", "replace"))
     try:
         answer = ask().strip().lower()
-    except EOFError:
+    except (EOFError, UnicodeError):
         answer = ""
     if answer not in ("y", "yes"):
-        raise Failure("cancelled at the prompt; nothing was changed",
-                      "run it again and answer y, or add --yes")
+        raise Failure(T("cancelled at the prompt; nothing was changed"),
+                      T("run it again and answer y, or add --yes"))
 
 
 def store_trusted_keys(s):
@@ -345,7 +864,7 @@ def store_trusted_keys(s):
         dest = os.path.join(TRUST_DIR, "%s.asc" % keys[0]["primary"])
         if os.path.isfile(dest):
             continue
-        s.step("trusting publisher key %s from now on (%s)" % (keys[0]["primary"], dest))
+        s.step(T("trusting publisher key %s from now on (%s)", keys[0]["primary"], dest))
         if s.dry_run:
             continue
         try:
@@ -355,8 +874,8 @@ def store_trusted_keys(s):
             os.chmod(dest + ".tmp", 0o644)
             os.rename(dest + ".tmp", dest)
         except (IOError, OSError) as exc:
-            raise Failure("cannot store the trusted key in %s: %s" % (TRUST_DIR, exc),
-                          "check that /etc is writable, or put the key there by hand")
+            raise Failure(T("cannot store the trusted key in %s: %s", TRUST_DIR, str(exc)),
+                          T("check that /etc is writable, or put the key there by hand"))
 
 
 def import_keys(s, bundle, host, plan):
@@ -372,9 +891,10 @@ def import_keys(s, bundle, host, plan):
         if key.short_id in present:
             s.log("key %s already imported" % key.short_id)
             continue
-        s.step("importing signing key %s (%s)" % (key.fingerprint or key.short_id, key.file))
-        s.run(["rpm", "--import", key.path], change=True, fail="rpm --import %s failed" % key.file,
-              fix="check that the bundle is complete (sha256sum -c SHA256SUMS)")
+        s.step(T("importing signing key %s (%s)", key.fingerprint or key.short_id, key.file))
+        s.run(["rpm", "--import", key.path], change=True,
+              fail=T("rpm --import %s failed", key.file),
+              fix=T("check that the bundle is complete (sha256sum -c SHA256SUMS)"))
         added.append("gpg-pubkey-" + key.short_id)
     return added
 
@@ -385,12 +905,12 @@ def apply_transaction(s, host, plan, new_keys, history_before, record=None):
     "why_no_id": ...}), None when there was none (nothing to do, --dry-run).  When the rpmdb
     changed but not as planned, record(that, with "incomplete") runs before the Failure."""
     if plan.nothing_to_do:
-        s.step("packages: already installed, no transaction")
+        s.step(T("packages: already installed, no transaction"))
         return None
     before = host.all_packages()
     script = write_shell_script(s, plan)
-    s.step("yum transaction: %d to install, %d to upgrade, %d to remove" % (
-        len(plan.install), len(plan.upgrade), len(plan.remove)))
+    s.step(T("yum transaction: %d to install, %d to upgrade, %d to remove",
+             len(plan.install), len(plan.upgrade), len(plan.remove)))
     cmd = ["yum", "-y", "--disablerepo=*", "--setopt=gpgcheck=1",
            "--setopt=localpkg_gpgcheck=1", "--setopt=skip_broken=0", "shell", script]
     rc, out = s.run(cmd, change=True, check=False)
@@ -404,15 +924,16 @@ def apply_transaction(s, host, plan, new_keys, history_before, record=None):
         gpg = "GPG" in out or "signature" in out.lower() or "NOKEY" in out
         reason = last_error_line(out) or problems[0]
         if unchanged:
-            raise Failure("the yum transaction failed and changed nothing: %s" % reason,
-                          "the bundle's signatures did not verify: rebuild or re-copy the bundle"
-                          if gpg else "see the log for yum's output, fix it and run install again")
+            raise Failure(T("the yum transaction failed and changed nothing: %s", reason),
+                          T("the bundle's signatures did not verify: rebuild or re-copy the "
+                            "bundle") if gpg else
+                          T("see the log for yum's output, fix it and run install again"))
         transaction = committed_transaction(s, history_before)
         transaction["incomplete"] = problems
         if record:
             record(transaction)
-        raise Failure("the yum transaction did not complete: %s" % "; ".join(problems[:3]),
-                      "see `yum history` and the log; run install again")
+        raise Failure(T("the yum transaction did not complete: %s", "; ".join(problems[:3])),
+                      T("see `yum history` and the log; run install again"))
     return committed_transaction(s, history_before)
 
 
@@ -432,32 +953,32 @@ def committed_transaction(s, history_before):
 def enable_services(s):
     for unit in SERVICES:
         s.run(["systemctl", "enable", unit], change=True,
-              fail="systemctl enable %s failed" % unit, fix="see the log")
+              fail=T("systemctl enable %s failed", unit), fix=T("see the log"))
 
 
 def start_services(s):
-    s.step("starting containerd and docker (systemctl enable --now)")
+    s.step(T("starting containerd and docker (systemctl enable --now)"))
     rc, out = s.run(["systemctl", "enable", "--now", "containerd", "docker"], change=True,
                     check=False)
     if rc != 0:
-        service_failed(s, "systemctl enable --now containerd docker failed")
+        service_failed(s, T("systemctl enable --now containerd docker failed"))
 
 
 def wait_for_docker(s):
     if s.dry_run:
-        s.say("  (would wait for %s)" % DOCKER_SOCKET)
+        s.say(T("  (would wait for %s)", DOCKER_SOCKET))
         return
     deadline = time.time() + DOCKER_START_TIMEOUT
     while True:
         rc, out = s.run(["docker", "version", "--format", "{{.Server.Version}}"], check=False,
                         quiet=True)
         if rc == 0 and out.strip():
-            s.step("docker is up (engine %s)" % out.strip().splitlines()[-1])
+            s.step(T("docker is up (engine %s)", out.strip().splitlines()[-1]))
             return
         state = s.run(["systemctl", "is-active", "docker"], check=False, quiet=True)[1].strip()
         if state in ("failed", "inactive") or time.time() > deadline:
-            service_failed(s, "docker did not come up (%s) within %ds" % (
-                state or "no answer", DOCKER_START_TIMEOUT))
+            service_failed(s, T("docker did not come up (%s) within %ds",
+                                state or T("no answer"), DOCKER_START_TIMEOUT))
         time.sleep(1)
 
 
@@ -470,10 +991,13 @@ def service_failed(s, what):
         lines = [ln for ln in out.splitlines() if ln.strip() and "No entries" not in ln]
         tail.extend(lines[-15:])
     if tail:
-        s.say("\nlast lines of the docker service log:\n" + "\n".join("  " + ln for ln in tail))
+        s.say(join_lines([T("\nlast lines of the docker service log:")] +
+                         ["  " + ln for ln in tail]))
         s.result["service_log"] = tail
-    raise Failure(what, "read `journalctl -u docker -n 50` (often /etc/docker/daemon.json or "
-                  "the storage driver), fix it and run install again; packages stay installed")
+    raise Failure(what, T("read `journalctl -u docker -n 50` (often /etc/docker/daemon.json or "
+                          "the storage driver), fix it and run install again; packages stay "
+                          "installed"))
+
 
 
 def load_images(s, bundle, skip):
@@ -481,23 +1005,25 @@ def load_images(s, bundle, skip):
     loaded = []
     if skip:
         if bundle.images:
-            s.step("images: skipped (--skip-images)")
+            s.step(T("images: skipped (--skip-images)"))
         return loaded
     for image in bundle.images:
         have = docker_image_id(s, image["repo_tag"])
         want = image.get("config_digest")
         if have and have == want:
-            s.step("image %s: already loaded (%s)" % (image["repo_tag"], short_digest(have)))
+            s.step(T("image %s: already loaded (%s)", image["repo_tag"], short_digest(have)))
         else:
-            s.step("loading image %s (%s)" % (image["repo_tag"], human_size(image.get("size", 0))))
+            s.step(T("loading image %s (%s)", image["repo_tag"],
+                     human_size(image.get("size", 0))))
             s.run(["docker", "load", "-i", bundle.path(image["file"])], change=True,
-                  fail="docker load of %s failed" % image["file"],
-                  fix="check the bundle (sha256sum -c SHA256SUMS) and docker's log")
+                  fail=T("docker load of %s failed", image["file"]),
+                  fix=T("check the bundle (sha256sum -c SHA256SUMS) and docker's log"))
             if not s.dry_run:
                 have = docker_image_id(s, image["repo_tag"])
                 if want and have != want:
-                    raise Failure("image %s loaded as %s, the manifest says %s" % (
-                        image["repo_tag"], have, want), "re-copy the bundle and run install again")
+                    raise Failure(T("image %s loaded as %s, the manifest says %s",
+                                    image["repo_tag"], have, want),
+                                  T("re-copy the bundle and run install again"))
         loaded.append({"repo_tag": image["repo_tag"], "id": have or want})
     return loaded
 
@@ -509,21 +1035,22 @@ def smoke_test(s, bundle, skipped_images):
         hello = []
     if hello:
         tag = hello[0]
-        s.step("smoke test: docker run --rm %s" % tag)
+        s.step(T("smoke test: docker run --rm %s", tag))
         rc, out = s.run(["docker", "run", "--rm", tag], change=True, check=False)
         if s.dry_run:
             return
         greeting = [ln.strip() for ln in out.splitlines() if ln.strip()]
         if rc != 0 or not greeting:
-            raise Failure("the smoke test `docker run --rm %s` failed: %s" % (
-                tag, last_error_line(out) or "it printed nothing"),
-                "docker is installed and running; see the log and `journalctl -u docker`")
+            raise Failure(T("the smoke test `docker run --rm %s` failed: %s",
+                            tag, last_error_line(out) or T("it printed nothing")),
+                          T("docker is installed and running; see the log and "
+                            "`journalctl -u docker`"))
         s.say("  " + (HELLO_MESSAGE if HELLO_MESSAGE in out else greeting[0]))
         s.result["smoke_test"] = greeting[0] if HELLO_MESSAGE not in out else HELLO_MESSAGE
         return
-    s.step("smoke test: docker info (no hello-world image loaded)")
-    s.run(["docker", "info"], change=True, fail="`docker info` failed",
-          fix="see `journalctl -u docker`")
+    s.step(T("smoke test: docker info (no hello-world image loaded)"))
+    s.run(["docker", "info"], change=True, fail=T("`docker info` failed"),
+          fix=T("see `journalctl -u docker`"))
 
 
 def write_receipt(s, bundle, host, plan, committed, images, previous, complete=True,
@@ -576,7 +1103,7 @@ def write_receipt(s, bundle, host, plan, committed, images, previous, complete=T
         "previous": history,
     }
     if s.dry_run:
-        s.say("  (would write %s)" % RECEIPT)
+        s.say(T("  (would write %s)", RECEIPT))
         return receipt
     write_json_atomic(RECEIPT, receipt)
     copy_installer(s)
@@ -598,20 +1125,21 @@ def summarize_install(s, bundle, plan, transaction, images):
     transaction_id = (transaction or {}).get("id")
     s.result.update({"transaction_id": transaction_id, "images": images})
     if s.dry_run:
-        s.say("\nDry run: nothing was changed.")
+        s.say(T("\nDry run: nothing was changed."))
         return
-    s.say("\nDone: docker-ce %s from %s." % (bundle.docker_version, bundle.name))
+    s.say(T("\nDone: docker-ce %s from %s.", bundle.docker_version, bundle.name))
     if transaction_id:
-        s.say("  yum transaction %s (`yum history info %s`; receipt %s)" % (
-            transaction_id, transaction_id, RECEIPT))
+        s.say(T("  yum transaction %s (`yum history info %s`; receipt %s)",
+                transaction_id, transaction_id, RECEIPT))
     elif transaction:
-        s.say("  one yum transaction; its ID is unknown: %s (receipt %s)" % (
-            transaction.get("why_no_id"), RECEIPT))
+        s.say(T("  one yum transaction; its ID is unknown: %s (receipt %s)",
+                transaction.get("why_no_id"), RECEIPT))
     else:
-        s.say("  packages were already installed (receipt %s)" % RECEIPT)
-    s.say("  status:    sudo ./install.sh status")
-    s.say("  uninstall: sudo python %s/airdock_install.py uninstall   (keeps %s)" % (
-        STATE_DIR, DOCKER_DATA))
+        s.say(T("  packages were already installed (receipt %s)", RECEIPT))
+    s.say(T("  status:    sudo ./install.sh status"))
+    s.say(T("  uninstall: sudo python %s/airdock_install.py uninstall   (keeps %s)",
+            STATE_DIR, DOCKER_DATA))
+
 
 
 def show_packages(s, bundle, host, receipt):
@@ -623,7 +1151,7 @@ def show_packages(s, bundle, host, receipt):
     installed = host.installed(sorted(names)) if host.has("rpm") else {}
     wanted = dict((p.name, p) for p in bundle.packages) if bundle else {}
     rows = []
-    s.say("Packages:")
+    s.say(T("Packages:"))
     for name in sorted(names):
         have = installed.get(name)
         have_evr = evr_string(max_evr(have)) if have else None
@@ -631,17 +1159,17 @@ def show_packages(s, bundle, host, receipt):
         note = ""
         if pkg and have:
             cmp = evr_compare(pkg.evr_tuple, max_evr(have))
-            note = "= bundle" if cmp == 0 else ("bundle has %s" % pkg.evr)
+            note = T("= bundle") if cmp == 0 else T("bundle has %s", pkg.evr)
         elif pkg:
-            note = "bundle has %s" % pkg.evr
+            note = T("bundle has %s", pkg.evr)
         if have or pkg:
-            s.say("  %-28s %-28s %s" % (name, have_evr or "not installed", note))
+            s.say(layout("  %-28s %-28s %s", name, have_evr or T("not installed"), note))
         rows.append({"name": name, "installed": have_evr, "bundle": pkg.evr if pkg else None})
     s.result["packages"] = rows
 
 
 def show_services(s):
-    s.say("Services:")
+    s.say(T("Services:"))
     states = {}
     for unit in SERVICES:
         active = s.run(["systemctl", "is-active", unit], check=False, quiet=True,
@@ -650,8 +1178,9 @@ def show_services(s):
                         stderr=False)[1].strip()
         active = active.splitlines()[-1] if active else "unknown"
         enabled = enabled.splitlines()[-1] if enabled else "no unit file"
-        states[unit] = {"active": active, "enabled": enabled}
-        s.say("  %-12s %-10s %s" % (unit, active, enabled))
+        states[unit] = {"active": active, "enabled": enabled}  # systemctl's words, in JSON
+        s.say(layout("  %-12s %-10s %s", unit, T("unknown") if active == "unknown" else active,
+                     T("no unit file") if enabled == "no unit file" else enabled))
     s.result["services"] = states
 
 
@@ -664,26 +1193,29 @@ def show_images(s, bundle):
             parts = line.split()
             if len(parts) == 2:
                 present[parts[0]] = parts[1]
-    s.say("Images:" + ("" if rc == 0 else " (docker is not answering)"))
+    s.say(T("Images:") if rc == 0 else T("Images: (docker is not answering)"))
     for tag in sorted(present):
         s.say("  %s %s" % (tag, present[tag]))
     missing = []
     for image in (bundle.images if bundle else []):
         if image["repo_tag"] not in present:
             missing.append(image["repo_tag"])
-            s.say("  %s (in the bundle, not loaded)" % image["repo_tag"])
+            s.say(T("  %s (in the bundle, not loaded)", image["repo_tag"]))
     s.result["images"] = {"docker_answers": rc == 0, "present": present, "bundle_missing": missing}
 
 
 def show_receipt(s, receipt):
     if not receipt:
-        s.say("Receipt: none (%s)" % RECEIPT)
+        s.say(T("Receipt: none (%s)", RECEIPT))
     else:
         tx = receipt.get("transaction", {})
-        s.say("Receipt: %s (last run %s); packages from yum transaction %s at %s%s" % (
-            receipt.get("bundle", {}).get("name"), receipt.get("time"), tx.get("id"),
-            tx.get("time"), "" if receipt.get("complete", True) else
-            "; that install stopped after its transaction: run install again"))
+        args = (receipt.get("bundle", {}).get("name"), receipt.get("time"), tx.get("id"),
+                tx.get("time"))
+        if receipt.get("complete", True):
+            s.say(T("Receipt: %s (last run %s); packages from yum transaction %s at %s", *args))
+        else:
+            s.say(T("Receipt: %s (last run %s); packages from yum transaction %s at %s; that "
+                    "install stopped after its transaction: run install again", *args))
     s.result["receipt"] = receipt
 
 
@@ -694,7 +1226,7 @@ def removable_packages(s, host, receipt):
     if not names:
         names = list(DOCKER_PACKAGES)
         if installed:
-            s.say("No airdock receipt: removing the docker packages Docker's docs name.")
+            s.say(T("No airdock receipt: removing the docker packages Docker's docs name."))
     nevras = []
     for name in names:
         for evr in installed.get(name, []):
@@ -703,7 +1235,8 @@ def removable_packages(s, host, receipt):
         return []
     keep = needed_by_others(s, host, nevras)
     for nevra, why in keep:
-        s.say("  keeping %s (%s)" % (nevra, why))
+        s.say(T("  keeping %s (%s)", nevra, why))
+
     kept = set(n for n, _ in keep)
     return [n for n in nevras if n not in kept]
 
@@ -719,20 +1252,20 @@ def purge_plan(s):
 def describe_uninstall(packages, purge):
     lines = []
     if packages:
-        lines.append("Stop docker and containerd, then remove in one yum transaction:")
-        lines.extend("  remove   %s" % n for n in packages)
+        lines.append(T("Stop docker and containerd, then remove in one yum transaction:"))
+        lines.extend(T("  remove   %s", n) for n in packages)
     else:
-        lines.append("No docker packages to remove.")
+        lines.append(T("No docker packages to remove."))
     if purge:
-        lines.append("Then DELETE (--purge):")
-        lines.extend("  %-22s %s" % (p, human_size(size)) for p, size in purge)
+        lines.append(T("Then DELETE (--purge):"))
+        lines.extend(layout("  %-22s %s", p, human_size(size)) for p, size in purge)
     else:
-        lines.append("Kept: %s (uninstall --purge deletes them)." % ", ".join(DATA_DIRS))
-    return "\n".join(lines)
+        lines.append(T("Kept: %s (uninstall --purge deletes them).", ", ".join(DATA_DIRS)))
+    return join_lines(lines)
 
 
 def stop_services(s):
-    s.step("stopping docker and containerd")
+    s.step(T("stopping docker and containerd"))
     for unit in STOP_UNITS:
         s.run(["systemctl", "disable", "--now", unit], change=True, check=False)
     if s.dry_run:
@@ -740,8 +1273,8 @@ def stop_services(s):
     for unit in SERVICES:
         state = s.run(["systemctl", "is-active", unit], check=False, quiet=True)[1].strip()
         if state == "active":
-            raise Failure("%s is still running after `systemctl stop %s`" % (unit, unit),
-                          "stop it by hand (systemctl stop %s) and run uninstall again" % unit)
+            raise Failure(T("%s is still running after `systemctl stop %s`", unit, unit),
+                          T("stop it by hand (systemctl stop %s) and run uninstall again", unit))
 
 
 def remove_packages(s, host, packages):
@@ -749,7 +1282,7 @@ def remove_packages(s, host, packages):
     "why_no_id") for the retired receipt, None when nothing was removed."""
     if not packages:
         return None
-    s.step("yum remove: %d packages" % len(packages))
+    s.step(T("yum remove: %s", count(len(packages), "package")))
     history_before = yum_history_last_id(s) if not s.dry_run else None
     cmd = ["yum", "-y", "--disablerepo=*", "--setopt=clean_requirements_on_remove=0",
            "remove"] + [nevra_nvra(n) for n in packages]
@@ -761,8 +1294,9 @@ def remove_packages(s, host, packages):
     left = [n for n in packages if any(nevra_string(nevra_name(n), evr) == n
                                        for evr in installed.get(nevra_name(n), []))]
     if left:
-        raise Failure("yum remove did not remove %s: %s" % (", ".join(left), last_error_line(out)),
-                      "see the log; remove them with `yum remove` and run uninstall again")
+        raise Failure(T("yum remove did not remove %s: %s", ", ".join(left),
+                        last_error_line(out)),
+                      T("see the log; remove them with `yum remove` and run uninstall again"))
     removal = committed_transaction(s, history_before)
     removal.update({"time": utc_now(), "removed": list(packages)})
     return removal
@@ -777,9 +1311,9 @@ def remove_unused_keys(s, host, receipt):
     for name in names:
         short = name.rsplit("-", 1)[-1].lower()
         if any(k.endswith(short) for k in used):
-            s.say("  keeping key %s (installed packages are signed by it)" % name)
+            s.say(T("  keeping key %s (installed packages are signed by it)", name))
             continue
-        s.step("removing key %s (airdock imported it; nothing installed needs it)" % name)
+        s.step(T("removing key %s (airdock imported it; nothing installed needs it)", name))
         s.run(["rpm", "-e", name], change=True, check=False)
 
 
@@ -803,20 +1337,22 @@ def retire_receipt(s, receipt, removal=None):
 def purge_data(s, purge):
     if s.dry_run:
         for path, _ in purge:
-            s.say("  (would delete %s)" % path)
+            s.say(T("  (would delete %s)", path))
         return
     for path, _ in purge:
         inside = mounts_under(path)
         if inside:
-            raise Failure("%s still has a filesystem mounted inside (%s): nothing deleted" % (
-                path, inside[0]), "unmount it (or reboot) and run uninstall --purge again")
+            raise Failure(T("%s still has a filesystem mounted inside (%s): nothing deleted",
+                            path, inside[0]),
+                          T("unmount it (or reboot) and run uninstall --purge again"))
     for path, size in purge:
-        s.step("deleting %s (%s)" % (path, human_size(size)))
+        s.step(T("deleting %s (%s)", path, human_size(size)))
         try:
             remove_tree(path)
         except (IOError, OSError) as exc:
-            raise Failure("could not delete %s: %s" % (path, exc),
-                          "stop whatever still uses it (containers, mounts) and delete it by hand")
+            raise Failure(T("could not delete %s: %s", path, str(exc)),
+                          T("stop whatever still uses it (containers, mounts) and delete it by "
+                            "hand"))
 
 
 def summarize_uninstall(s, packages, purged, removal=None):
@@ -824,13 +1360,20 @@ def summarize_uninstall(s, packages, purged, removal=None):
     s.result.update({"removed": packages, "purged": bool(purged),
                      "transaction_id": transaction_id})
     if s.dry_run:
-        s.say("\nDry run: nothing was changed.")
+        s.say(T("\nDry run: nothing was changed."))
         return
-    s.say("\nDone: %d packages removed%s%s." % (
-        len(packages), " (yum transaction %s)" % transaction_id if transaction_id else "",
-        ", data deleted" if purged else ""))
+    removed = count(len(packages), "package")
+    if transaction_id and purged:
+        s.say(T("\nDone: %s removed (yum transaction %s), data deleted.", removed,
+                transaction_id))
+    elif transaction_id:
+        s.say(T("\nDone: %s removed (yum transaction %s).", removed, transaction_id))
+    elif purged:
+        s.say(T("\nDone: %s removed, data deleted.", removed))
+    else:
+        s.say(T("\nDone: %s removed.", removed))
     if not purged:
-        s.say("  kept %s; `uninstall --purge` deletes them" % ", ".join(DATA_DIRS))
+        s.say(T("  kept %s; `uninstall --purge` deletes them", ", ".join(DATA_DIRS)))
 
 
 # =====================================================================================
@@ -838,12 +1381,26 @@ def summarize_uninstall(s, packages, purged, removal=None):
 # =====================================================================================
 
 
+# Every check, in the order run_checks runs them: --json lists each, run or skipped.
+CHECK_NAMES = ("root", "os", "kernel", "arch", "tools", "space", "filesystem", "selinux",
+               "checksums", "trust", "signatures", "headers", "remove-list", "conflicts",
+               "docker-ce", "transaction")
+
+
 class Check(object):
+    """One line of the preflight.  message and fix are English (the log, --json); text and
+    fix_text are what the operator reads (Msg, in the operator's language)."""
+
     def __init__(self, name, status, message, fix=None):
-        self.name, self.status, self.message, self.fix = name, status, message, fix
+        self.name, self.status = name, status
+        self.text, self.fix_text = message, fix
+        self.message = english(message)
+        self.fix = english(fix) if fix is not None else None
 
     def as_dict(self):
-        return {"name": self.name, "status": self.status, "message": self.message, "fix": self.fix}
+        """--json: status "skipped" (not "skip") with the reason as its message."""
+        return {"name": self.name, "status": "skipped" if self.status == "skip" else self.status,
+                "message": self.message, "fix": self.fix}
 
 
 def run_checks(s, bundle, host):
@@ -870,13 +1427,13 @@ def run_checks(s, bundle, host):
     if tools.status == "fail":
         for name in ("signatures", "headers", "remove-list", "conflicts", "docker-ce",
                      "transaction"):
-            add(Check(name, "skip", "needs yum and rpm"))
+            add(Check(name, "skip", T("needs yum and rpm")))
         s.result["checks"] = [c.as_dict() for c in checks]
         return checks, plan
     headers = None
     if sums.status == "fail":
         for name in ("signatures", "headers", "remove-list"):
-            add(Check(name, "skip", "the bundle failed its checksums"))
+            add(Check(name, "skip", T("the bundle failed its checksums")))
     else:
         add(check_signatures(s, bundle))
         headers = add(check_headers(s, bundle))
@@ -885,11 +1442,11 @@ def run_checks(s, bundle, host):
     add(check_conflicts(plan))
     add(check_existing(plan, bundle))
     if sums.status == "fail":
-        add(Check("transaction", "skip", "the bundle failed its checksums"))
+        add(Check("transaction", "skip", T("the bundle failed its checksums")))
     elif headers.status == "fail":  # the plan goes by identities the RPMs do not have
-        add(Check("transaction", "skip", "the manifest does not describe the bundle's RPMs"))
+        add(Check("transaction", "skip", T("the manifest does not describe the bundle's RPMs")))
     elif root.status == "fail":
-        add(Check("transaction", "skip", "the yum test transaction needs root"))
+        add(Check("transaction", "skip", T("the yum test transaction needs root")))
     else:
         add(check_transaction(s, bundle, plan))
     s.result["checks"] = [c.as_dict() for c in checks]
@@ -898,25 +1455,26 @@ def run_checks(s, bundle, host):
 
 def check_root(host):
     if host.euid == 0:
-        return Check("root", "pass", "running as root")
-    return Check("root", "fail", "running as uid %d, not root" % host.euid,
-                 "run it as root: sudo ./install.sh %s" % " ".join(sys.argv[1:]).strip())
+        return Check("root", "pass", T("running as root"))
+    return Check("root", "fail", T("running as uid %d, not root", host.euid),
+                 T("run it as root: sudo ./install.sh %s", " ".join(sys.argv[1:]).strip()))
 
 
 def check_os(host, bundle):
     info = host.os_release()
     os_id, version = info.get("ID", ""), info.get("VERSION_ID", "")
-    pretty = info.get("PRETTY_NAME") or ("%s %s" % (os_id, version)).strip() or "unknown OS"
+    pretty = info.get("PRETTY_NAME") or ("%s %s" % (os_id, version)).strip() or T("unknown OS")
     major = version.split(".")[0]
     built_for = bundle.target.get("baseline") or "CentOS 7"
     if os_id == "centos" and major == "7":
-        return Check("os", "pass", pretty + minor_release_note(host))
+        return Check("os", "pass", layout("%s%s", pretty, minor_release_note(host)))
     if os_id in RHEL_COMPATIBLE and major == "7":
-        return Check("os", "warn", "%s is RHEL-compatible, not CentOS: the bundle was built for "
-                     "%s" % (pretty, built_for),
-                     "the test transaction below tells whether this host lacks anything")
-    return Check("os", "fail", "%s is not supported: this bundle holds CentOS 7 (el7) packages"
-                 % pretty, "install on a CentOS 7 host (RHEL 7 works with a warning)")
+        return Check("os", "warn", T("%s is RHEL-compatible, not CentOS: the bundle was built "
+                                     "for %s", pretty, built_for),
+                     T("the test transaction below tells whether this host lacks anything"))
+    return Check("os", "fail", T("%s is not supported: this bundle holds CentOS 7 (el7) "
+                                 "packages", pretty),
+                 T("install on a CentOS 7 host (RHEL 7 works with a warning)"))
 
 
 def minor_release_note(host):
@@ -929,36 +1487,39 @@ def check_kernel(host):
     release = host.kernel_release()
     parsed = parse_kernel_release(release)
     if not parsed:
-        return Check("kernel", "warn", "cannot read the kernel release from %s" % KERNEL_RELEASE,
-                     "check `uname -r` is 3.10 or newer")
+        return Check("kernel", "warn", T("cannot read the kernel release from %s",
+                                         KERNEL_RELEASE),
+                     T("check `uname -r` is 3.10 or newer"))
     major, minor, patch, build = parsed
     if (major, minor) < (3, 10):
-        return Check("kernel", "fail", "kernel %s is older than 3.10, which Docker needs" % release,
-                     "boot a CentOS 7 kernel (3.10.0-*.el7)")
+        return Check("kernel", "fail", T("kernel %s is older than 3.10, which Docker needs",
+                                         release),
+                     T("boot a CentOS 7 kernel (3.10.0-*.el7)"))
     if (major, minor) == (3, 10) and build is not None and build < 514:
-        return Check("kernel", "warn", "kernel %s predates 3.10.0-514 (CentOS 7.3): no overlay2, "
-                     "docker falls back to devicemapper" % release,
-                     "update the kernel to 3.10.0-514 or later and reboot")
-    return Check("kernel", "pass", "kernel %s" % release)
+        return Check("kernel", "warn", T("kernel %s predates 3.10.0-514 (CentOS 7.3): no "
+                                         "overlay2, docker falls back to devicemapper", release),
+                     T("update the kernel to 3.10.0-514 or later and reboot"))
+    return Check("kernel", "pass", T("kernel %s", release))
 
 
 def check_arch(host, bundle):
     machine = normalize_arch(host.machine)
     if machine == normalize_arch(bundle.arch):
-        return Check("arch", "pass", "%s, as the bundle" % machine)
-    return Check("arch", "fail", "this host is %s, the bundle is for %s" % (machine, bundle.arch),
-                 "build a bundle with `airdock build --arch %s`" % machine)
+        return Check("arch", "pass", T("%s, as the bundle", machine))
+    return Check("arch", "fail", T("this host is %s, the bundle is for %s", machine, bundle.arch),
+                 T("build a bundle with `airdock build --arch %s`", machine))
 
 
 def check_tools(host):
     missing = [t for t in ("yum", "rpm") if not host.has(t)]
     if missing:
-        return Check("tools", "fail", "%s not found: this is not a yum/rpm host" % (
-            " and ".join(missing)), "run it on CentOS 7")
+        return Check("tools", "fail", T("%s not found: this is not a yum/rpm host",
+                                        " and ".join(missing)),
+                     T("run it on CentOS 7"))
     if not host.has("systemctl"):
-        return Check("tools", "warn", "yum and rpm found, systemctl not found",
-                     "the service cannot be started; use --no-start")
-    return Check("tools", "pass", "yum, rpm and systemctl found")
+        return Check("tools", "warn", T("yum and rpm found, systemctl not found"),
+                     T("the service cannot be started; use --no-start"))
+    return Check("tools", "pass", T("yum, rpm and systemctl found"))
 
 
 def check_space(host, bundle):
@@ -969,20 +1530,21 @@ def check_space(host, bundle):
     docker_free = free_bytes(DOCKER_DATA)
     usr_free = free_bytes("/usr")
     tmp_free = free_bytes(tempfile.gettempdir())
-    where = "%s free for %s, %s for packages in /usr, %s in %s" % (
-        human_size(docker_free), DOCKER_DATA, human_size(usr_free), human_size(tmp_free),
-        tempfile.gettempdir())
+    where = T("%s free for %s, %s for packages in /usr, %s in %s",
+              human_size(docker_free), DOCKER_DATA, human_size(usr_free), human_size(tmp_free),
+              tempfile.gettempdir())
     if docker_free < need_docker:
-        return Check("space", "fail", "only %s free for %s, the images need about %s" % (
-            human_size(docker_free), DOCKER_DATA, human_size(need_docker)),
-            "free space under %s (or mount a bigger disk there)" % DOCKER_DATA)
+        return Check("space", "fail", T("only %s free for %s, the images need about %s",
+                                        human_size(docker_free), DOCKER_DATA,
+                                        human_size(need_docker)),
+                     T("free space under %s (or mount a bigger disk there)", DOCKER_DATA))
     if usr_free < need_usr or tmp_free < 10 * MIB:
-        return Check("space", "fail", "not enough space: %s" % where,
-                     "free space in /usr (about %s needed) and %s" % (
-                         human_size(need_usr), tempfile.gettempdir()))
+        return Check("space", "fail", T("not enough space: %s", where),
+                     T("free space in /usr (about %s needed) and %s",
+                       human_size(need_usr), tempfile.gettempdir()))
     if docker_free < 10 * GIB:
-        return Check("space", "warn", where + ": little room for images you add later",
-                     "consider a bigger disk for %s" % DOCKER_DATA)
+        return Check("space", "warn", T("%s: little room for images you add later", where),
+                     T("consider a bigger disk for %s", DOCKER_DATA))
     return Check("space", "pass", where)
 
 
@@ -990,48 +1552,50 @@ def check_filesystem(s, host):
     path = existing_parent(DOCKER_DATA)
     mount = mount_of(path)
     if not mount:
-        return Check("filesystem", "warn", "cannot tell the filesystem of %s" % DOCKER_DATA)
+        return Check("filesystem", "warn", T("cannot tell the filesystem of %s", DOCKER_DATA))
     point, fstype = mount
-    where = "%s is on %s (%s)" % (DOCKER_DATA, point, fstype)
+    where = T("%s is on %s (%s)", DOCKER_DATA, point, fstype)
     if fstype == "xfs":
         if not host.has("xfs_info"):
-            return Check("filesystem", "warn", where + "; xfs_info not found, ftype unknown",
-                         "check `xfs_info %s` shows ftype=1 (overlay2 needs it)" % point)
+            return Check("filesystem", "warn", T("%s; xfs_info not found, ftype unknown", where),
+                         T("check `xfs_info %s` shows ftype=1 (overlay2 needs it)", point))
         rc, out = s.run(["xfs_info", point], check=False, quiet=True)
         if "ftype=1" in out:
-            return Check("filesystem", "pass", where + " with ftype=1: overlay2 works")
+            return Check("filesystem", "pass", T("%s with ftype=1: overlay2 works", where))
         if "ftype=0" in out:
-            return Check("filesystem", "fail", where + " with ftype=0: overlay2 cannot work "
-                         "(dockerd 26 refuses it)",
-                         "put %s on ext4 or on xfs made with `mkfs.xfs -n ftype=1`" % DOCKER_DATA)
-        return Check("filesystem", "warn", where + "; xfs_info did not report ftype",
-                     "check `xfs_info %s`" % point)
+            return Check("filesystem", "fail", T("%s with ftype=0: overlay2 cannot work "
+                                                 "(dockerd 26 refuses it)", where),
+                         T("put %s on ext4 or on xfs made with `mkfs.xfs -n ftype=1`",
+                           DOCKER_DATA))
+        return Check("filesystem", "warn", T("%s; xfs_info did not report ftype", where),
+                     T("check `xfs_info %s`", point))
     if fstype in ("ext4", "ext3", "btrfs"):
-        return Check("filesystem", "pass", where + ": overlay2 works")
-    return Check("filesystem", "warn", where + ": overlay2 may not work on it",
-                 "put %s on ext4 or xfs (ftype=1)" % DOCKER_DATA)
+        return Check("filesystem", "pass", T("%s: overlay2 works", where))
+    return Check("filesystem", "warn", T("%s: overlay2 may not work on it", where),
+                 T("put %s on ext4 or xfs (ftype=1)", DOCKER_DATA))
 
 
 def check_selinux(host):
     mode = host.selinux_mode()
     if mode == "enforcing":
         return Check("selinux", "pass",
-                     "SELinux enforcing (container-selinux comes with the bundle)")
-    return Check("selinux", "pass", "SELinux %s" % mode)
+                     T("SELinux enforcing (container-selinux comes with the bundle)"))
+    return Check("selinux", "pass", T("SELinux %s", mode))
+
 
 
 def check_checksums(s, bundle):
-    problems, count, extra = verify_bundle_files(bundle)
+    problems, verified, extra = verify_bundle_files(bundle)
     if problems:
-        more = " (+%d more)" % (len(problems) - 1) if len(problems) > 1 else ""
-        s.log("checksum problems:\n  " + "\n  ".join(problems))
-        return Check("checksums", "fail", problems[0] + more,
-                     "the bundle is damaged or was altered: copy it again and run "
-                     "`sha256sum -c SHA256SUMS` in its folder")
+        more = T(" (+%d more)", len(problems) - 1) if len(problems) > 1 else ""
+        s.log("checksum problems:\n  " + "\n  ".join(english(p) for p in problems))
+        return Check("checksums", "fail", layout("%s%s", problems[0], more),
+                     T("the bundle is damaged or was altered: copy it again and run "
+                       "`sha256sum -c SHA256SUMS` in its folder"))
     if extra:
-        return Check("checksums", "warn", "%d files verified; not in SHA256SUMS (ignored): %s" % (
-            count, ", ".join(extra[:3])))
-    return Check("checksums", "pass", "SHA256SUMS: %d files verified" % count)
+        return Check("checksums", "warn", T("%s verified; not in SHA256SUMS (ignored): %s",
+                                            count(verified, "file"), ", ".join(extra[:3])))
+    return Check("checksums", "pass", T("SHA256SUMS: %s verified", count(verified, "file")))
 
 
 def check_signatures(s, bundle):
@@ -1042,33 +1606,38 @@ def check_signatures(s, bundle):
     ids = set()
     for key in bundle.keys:
         if not key.fingerprint:
-            return Check("signatures", "fail", "%s is not an OpenPGP public key" % key.file,
-                         "re-copy the bundle")
+            return Check("signatures", "fail", T("%s is not an OpenPGP public key", key.file),
+                         T("re-copy the bundle"))
         if key.manifest_fingerprint and key.manifest_fingerprint != key.fingerprint:
-            return Check("signatures", "fail", "%s has fingerprint %s, the manifest says %s" % (
-                key.file, key.fingerprint, key.manifest_fingerprint), "re-copy the bundle")
+            return Check("signatures", "fail", T("%s has fingerprint %s, the manifest says %s",
+                                                 key.file, key.fingerprint,
+                                                 key.manifest_fingerprint),
+                         T("re-copy the bundle"))
         ids.update(key.key_ids)
         vendor = VENDOR_KEYS.get(key.fingerprint)
         if vendor:
-            notes.append(vendor)
+            notes.append(T(vendor))
         elif s.trust.verified:
-            notes.append("%s, vouched for by publisher %s" % (key.fingerprint, s.trust.verified))
+            notes.append(T("%s, vouched for by publisher %s", key.fingerprint, s.trust.verified))
         else:
-            return Check("signatures", "fail", "%s (%s) is not a vendor key, and no publisher "
-                         "this host trusts signed the bundle" % (key.file, key.fingerprint),
-                         "use a bundle of vendor-signed packages, or trust its publisher: "
-                         "--trust-key PUBLISHER.asc (kept in %s)" % TRUST_DIR)
+            return Check("signatures", "fail", T("%s (%s) is not a vendor key, and no publisher "
+                                                 "this host trusts signed the bundle",
+                                                 key.file, key.fingerprint),
+                         T("use a bundle of vendor-signed packages, or trust its publisher: "
+                           "--trust-key PUBLISHER.asc (kept in %s)", TRUST_DIR))
     unsigned = [p.file for p in bundle.packages if not p.signing_key or p.signing_key.lower()[-16:]
                 not in ids]
     if unsigned:
-        return Check("signatures", "fail", "%s is not signed by a key in the bundle" % unsigned[0],
-                     "rebuild the bundle; the installer refuses unsigned packages")
+        return Check("signatures", "fail", T("%s is not signed by a key in the bundle",
+                                             unsigned[0]),
+                     T("rebuild the bundle; the installer refuses unsigned packages"))
     bad = rpm_checksig(s, bundle)
     if bad:
-        return Check("signatures", "fail", "signature check failed: %s" % bad[0],
-                     "the bundle was altered or is damaged: copy it again from the source")
-    return Check("signatures", status, "%d packages signed by the bundle's keys: %s" % (
-        len(bundle.packages), "; ".join(notes)))
+        return Check("signatures", "fail", T("signature check failed: %s", bad[0]),
+                     T("the bundle was altered or is damaged: copy it again from the source"))
+    return Check("signatures", status, T("%s signed by the bundle's keys: %s",
+                                         count(len(bundle.packages), "package"),
+                                         layout("; ".join(["%s"] * len(notes)), *notes)))
 
 
 def check_trust(s, bundle, trust):
@@ -1080,42 +1649,47 @@ def check_trust(s, bundle, trust):
         with open(sums, "rb") as handle:
             data = handle.read()
     except (IOError, OSError):
-        return Check("trust", "skip", "no SHA256SUMS to check a signature over")
+        return Check("trust", "skip", T("no SHA256SUMS to check a signature over"))
     trust.sums_sha256 = hashlib.sha256(data).hexdigest()
-    compare = "compare the sha256 of SHA256SUMS, %s, with the one the publisher published" % (
-        trust.sums_sha256)
+    compare = T("compare the sha256 of SHA256SUMS, %s, with the one the publisher published",
+                trust.sums_sha256)
     if not os.path.isfile(asc):
         if trust.exists:
-            return Check("trust", "fail", "the bundle is not signed (no %s), and this host "
-                         "installs only bundles signed by a publisher it trusts (%s)" % (
-                             SIGNATURE_FILE, trust.describe()),
-                         "get the signed bundle from its publisher (`airdock build --sign-key`)")
-        return Check("trust", "warn", "the bundle is not signed: %s" % compare)
+            return Check("trust", "fail", T("the bundle is not signed (no %s), and this host "
+                                            "installs only bundles signed by a publisher it "
+                                            "trusts (%s)", SIGNATURE_FILE, trust.describe()),
+                         T("get the signed bundle from its publisher (`airdock build "
+                           "--sign-key`)"))
+        return Check("trust", "warn", T("the bundle is not signed: %s", compare))
     try:
         with open(asc, "rb") as handle:
             signature = handle.read()
         own = publisher_keys(bundle)
         if not trust.exists:
             trust.signer = verify_signature(data, signature, own)
-            return Check("trust", "warn", "signed by %s, but this host trusts no publisher "
-                         "yet: compare that fingerprint with the publisher's" % trust.signer,
-                         "then run with --trust-fingerprint %s (or --trust-key FILE)" % (
-                             trust.signer))
+            return Check("trust", "warn", T("signed by %s, but this host trusts no publisher "
+                                            "yet: compare that fingerprint with the "
+                                            "publisher's", trust.signer),
+                         T("then run with --trust-fingerprint %s (or --trust-key FILE)",
+                           trust.signer))
         keys = trust.root + [k for k in own if k["primary"] in trust.fingerprints]
         trust.verified = trust.signer = verify_signature(data, signature, keys)
     except (ValueError, IndexError, struct.error, TypeError) as exc:
-        return Check("trust", "fail", "%s does not verify: %s" % (SIGNATURE_FILE, exc),
-                     "the bundle was altered or comes from another publisher: get it again "
-                     "from yours and check it with `airdock verify` or `gpg --verify`")
-    return Check("trust", "pass", "signed by %s (%s)" % (trust.verified,
-                                                        trust.source_of(trust.verified)))
+        return Check("trust", "fail", T("%s does not verify: %s", SIGNATURE_FILE, str(exc)),
+                     T("the bundle was altered or comes from another publisher: get it again "
+                       "from yours and check it with `airdock verify` or `gpg --verify`"))
+    return Check("trust", "pass", T("signed by %s (%s)", trust.verified,
+                                    trust.source_of(trust.verified)))
 
 
 def trust_note(trust):
     if trust.verified:
-        return ""
-    return "\nThe bundle is %s: SHA256SUMS sha256 %s; compare it with the publisher's." % (
-        "signed by an untrusted key" if trust.signer else "not signed", trust.sums_sha256)
+        return None
+    if trust.signer:
+        return T("\nThe bundle is signed by an untrusted key: SHA256SUMS sha256 %s; compare it "
+                 "with the publisher's.", trust.sums_sha256)
+    return T("\nThe bundle is not signed: SHA256SUMS sha256 %s; compare it with the "
+             "publisher's.", trust.sums_sha256)
 
 
 HEADER_QUERYFORMAT = "%{NAME}\\t%{EPOCHNUM}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n"
@@ -1135,10 +1709,12 @@ def check_headers(s, bundle):
     # Exactly one 5-field line per file: a header field holding a tab or a newline cannot
     # shift the answers onto other files.
     if rc != 0 or len(lines) != len(files) or any(len(ln.split("\t")) != 5 for ln in lines):
-        return Check("headers", "fail", "rpm -qp could not read every RPM header of the bundle "
-                     "(exit %d, %d answers for %d files; rpm's words are in the log)" % (
-                         rc, len(lines), len(files)),
-                     "the bundle is damaged or was altered: copy the bundle again from the source")
+        return Check("headers", "fail", T("rpm -qp could not read every RPM header of the bundle "
+                                          "(exit %d, %s for %s; rpm's words are in the log)",
+                                          rc, count(len(lines), "answer"),
+                                          count(len(files), "file")),
+                     T("the bundle is damaged or was altered: copy the bundle again from the "
+                       "source"))
     wrong = []
     for pkg, line in zip(bundle.packages, lines):
         name, epoch, version, release, arch = line.split("\t")
@@ -1147,16 +1723,17 @@ def check_headers(s, bundle):
         if header != (pkg.name, pkg.epoch, pkg.version, pkg.release, pkg.arch):
             held = "%s-%s:%s-%s.%s" % header if header[1] else "%s-%s-%s.%s" % (
                 name, version, release, arch)
-            wrong.append("%s holds %s (its RPM header), the manifest says %s" % (
-                pkg.file, printable(held), pkg.nevra))
+            wrong.append(T("%s holds %s (its RPM header), the manifest says %s",
+                           pkg.file, printable(held), pkg.nevra))
     if wrong:
-        s.log("manifest/header mismatches:\n  " + "\n  ".join(wrong))
-        more = " (+%d more)" % (len(wrong) - 1) if len(wrong) > 1 else ""
-        return Check("headers", "fail", wrong[0] + more,
-                     "the manifest does not describe the bundle's RPMs (altered or damaged): "
-                     "copy the bundle again from the source, or rebuild it")
-    return Check("headers", "pass", "%d RPM headers match the manifest (name, epoch, version, "
-                 "release, arch)" % len(files))
+        s.log("manifest/header mismatches:\n  " + "\n  ".join(english(w) for w in wrong))
+        more = T(" (+%d more)", len(wrong) - 1) if len(wrong) > 1 else ""
+        return Check("headers", "fail", layout("%s%s", wrong[0], more),
+                     T("the manifest does not describe the bundle's RPMs (altered or damaged): "
+                       "copy the bundle again from the source, or rebuild it"))
+    return Check("headers", "pass", T("%s match the manifest (name, epoch, version, "
+                                      "release, arch)", count(len(files), "RPM header")))
+
 
 
 def check_remove_policy(s, bundle):
@@ -1167,25 +1744,27 @@ def check_remove_policy(s, bundle):
     allowed = set(OLD_DOCKER_PACKAGES) | set(KNOWN_CONFLICTS) | set(bundle_conflicts(s, bundle))
     refused = [name for name in bundle.remove if name not in allowed]
     if refused:
-        named = ", ".join(refused[:3]) + (
-            " (+%d more)" % (len(refused) - 3) if len(refused) > 3 else "")
-        return Check("remove-list", "fail", "the manifest asks to remove %s: %s" % (named, (
-            "not an old docker package, and no RPM of the bundle conflicts with or obsoletes it"
-            if len(refused) == 1 else "not old docker packages, and no RPM of the bundle "
-            "conflicts with or obsoletes them")),
-                     "the manifest was altered: copy the bundle again from the source, or "
-                     "rebuild it (airdock removes only the old docker packages and what "
-                     "docker-ce conflicts with)")
-    return Check("remove-list", "pass", "the manifest removes only old docker packages and what "
-                 "the bundle's RPMs conflict with (%d names)" % len(bundle.remove))
+        named = layout("%s%s", ", ".join(refused[:3]), T(" (+%d more)", len(refused) - 3)
+                       if len(refused) > 3 else "")
+        return Check("remove-list", "fail", T("the manifest asks to remove %s: %s", named, (
+            T("not an old docker package, and no RPM of the bundle conflicts with or obsoletes "
+              "it") if len(refused) == 1 else
+            T("not old docker packages, and no RPM of the bundle conflicts with or obsoletes "
+              "them"))),
+                     T("the manifest was altered: copy the bundle again from the source, or "
+                       "rebuild it (airdock removes only the old docker packages and what "
+                       "docker-ce conflicts with)"))
+    return Check("remove-list", "pass", T("the manifest removes only old docker packages and "
+                                          "what the bundle's RPMs conflict with (%s)",
+                                          count(len(bundle.remove), "name")))
 
 
 def check_conflicts(plan):
     if not plan.remove:
-        return Check("conflicts", "pass", "no conflicting packages installed")
-    return Check("conflicts", "warn", "removed in the same transaction: %s" % (
-        ", ".join(plan.remove)),
-        "nothing to do: they conflict with docker-ce (/usr/bin/docker and more)")
+        return Check("conflicts", "pass", T("no conflicting packages installed"))
+    return Check("conflicts", "warn", T("removed in the same transaction: %s",
+                                        ", ".join(plan.remove)),
+                 T("nothing to do: they conflict with docker-ce (/usr/bin/docker and more)"))
 
 
 def check_existing(plan, bundle):
@@ -1193,23 +1772,25 @@ def check_existing(plan, bundle):
     target = plan.package("docker-ce")
     if plan.downgrade:
         pkg, have = plan.downgrade[0]
-        return Check("docker-ce", "fail", "%s %s is installed, newer than the bundle's %s" % (
-            pkg.name, have, pkg.evr), "uninstall first (`./install.sh uninstall` keeps your data) "
-            "or use a newer bundle")
+        return Check("docker-ce", "fail", T("%s %s is installed, newer than the bundle's %s",
+                                            pkg.name, have, pkg.evr),
+                     T("uninstall first (`./install.sh uninstall` keeps your data) or use a "
+                       "newer bundle"))
     if not current:
-        return Check("docker-ce", "pass", "not installed: will install %s" % (
-            target.evr if target else bundle.docker_version))
+        return Check("docker-ce", "pass", T("not installed: will install %s",
+                                            target.evr if target else bundle.docker_version))
     if target and evr_compare(target.evr_tuple, current) == 0:
-        return Check("docker-ce", "pass", "%s already installed: re-running ensures the "
-                     "service and images" % evr_string(current))
-    return Check("docker-ce", "pass", "upgrade %s -> %s (images and containers are kept)" % (
-        evr_string(current), target.evr if target else "?"))
+        return Check("docker-ce", "pass", T("%s already installed: re-running ensures the "
+                                            "service and images", evr_string(current)))
+    return Check("docker-ce", "pass", T("upgrade %s -> %s (images and containers are kept)",
+                                        evr_string(current), target.evr if target else "?"))
 
 
 def check_transaction(s, bundle, plan):
     """yum's own answer, with every repo disabled, before anything changes."""
     if plan.nothing_to_do:
-        return Check("transaction", "pass", "nothing to change: all packages already installed")
+        return Check("transaction", "pass", T("nothing to change: all packages already "
+                                              "installed"))
     script = write_shell_script(s, plan)
     cmd = ["yum", "-y", "--disablerepo=*", "--nogpgcheck", "--setopt=tsflags=test",
            "--setopt=skip_broken=0", "shell", script]
@@ -1217,28 +1798,36 @@ def check_transaction(s, bundle, plan):
     result = parse_yum_output(out)
     plan.extra_removals = result["extra_removals"]
     if result["missing"]:
-        needs = ", ".join("%s (needed by %s)" % (cap, by) for cap, by in result["missing"][:4])
+        needs = layout(", ".join(["%s"] * len(result["missing"][:4])), *[
+            T("%s (needed by %s)", cap, by) for cap, by in result["missing"][:4]])
         s.result["missing_dependencies"] = [
             {"requires": cap, "needed_by": by} for cap, by in result["missing"]]
-        return Check("transaction", "fail", "this host lacks what the bundle needs: %s" % needs,
-                     "the bundle was built for %s (closure %s): rebuild it on the connected "
-                     "machine with `airdock build --closure full` (same options), or install "
-                     "those packages from this host's own media" % (
-                         bundle.target.get("baseline", "?"), bundle.target.get("closure", "?")))
+        return Check("transaction", "fail", T("this host lacks what the bundle needs: %s", needs),
+                     T("the bundle was built for %s (closure %s): on this host run "
+                       "`./install.sh inventory -o host.json`, carry host.json back to the "
+                       "connected machine and rebuild with `airdock build --baseline-from "
+                       "host.json` (same options), or install those packages from this host's "
+                       "own media", bundle.target.get("baseline", "?"),
+                       bundle.target.get("closure", "?")))
     if result["conflicts"]:
-        return Check("transaction", "fail", "yum reports a conflict: %s" % result["conflicts"][0],
-                     "remove the conflicting package first (yum remove ...) and run check again")
+        return Check("transaction", "fail", T("yum reports a conflict: %s",
+                                              result["conflicts"][0]),
+                     T("remove the conflicting package first (yum remove ...) and run check "
+                       "again"))
     if not result["ok"]:
-        return Check("transaction", "fail", "the yum test transaction failed: %s" % (
-            last_error_line(out) or "see the log"), "read the log, fix it and run check again")
-    summary = "%d to install, %d to upgrade, %d to remove" % (
-        len(plan.install), len(plan.upgrade), len(plan.remove) + len(plan.extra_removals))
+        return Check("transaction", "fail", T("the yum test transaction failed: %s",
+                                              last_error_line(out) or T("see the log")),
+                     T("read the log, fix it and run check again"))
+    summary = T("%d to install, %d to upgrade, %d to remove", len(plan.install),
+                len(plan.upgrade), len(plan.remove) + len(plan.extra_removals))
     if plan.extra_removals:
-        return Check("transaction", "warn", "yum test transaction OK (%s); it also removes %s, "
-                     "which need the removed packages" % (summary, ", ".join(plan.extra_removals)),
-                     "if you still need them, do not install this bundle")
+        return Check("transaction", "warn", T("yum test transaction OK (%s); it also removes %s, "
+                                              "which need the removed packages", summary,
+                                              ", ".join(plan.extra_removals)),
+                     T("if you still need them, do not install this bundle"))
     return Check("transaction", "pass",
-                 "yum test transaction OK, every repo disabled (%s)" % summary)
+                 T("yum test transaction OK, every repo disabled (%s)", summary))
+
 
 
 # =====================================================================================
@@ -1361,8 +1950,9 @@ def load_trust(s, args):
         except (IOError, OSError, ValueError, TypeError, IndexError, struct.error):
             keys = []
         if not keys:
-            raise Failure("%s is not a readable OpenPGP RSA public key" % path,
-                          "give the publisher's ASCII-armoured public key (gpg --armor --export)")
+            raise Failure(T("%s is not a readable OpenPGP RSA public key", path),
+                          T("give the publisher's ASCII-armoured public key (gpg --armor "
+                            "--export)"))
         for key in keys:
             key["source"] = source
         trust.root.extend(keys)
@@ -1371,8 +1961,8 @@ def load_trust(s, args):
     for value in getattr(args, "trust_fingerprint", []):
         fpr = value.replace(" ", "").upper()
         if not re.match(r"^[0-9A-F]{40}$", fpr):
-            raise Failure("--trust-fingerprint %s is not a 40-hex fingerprint" % value,
-                          "copy the full fingerprint the publisher gave (gpg --fingerprint)", 2)
+            raise Failure(T("--trust-fingerprint %s is not a 40-hex fingerprint", value),
+                          T("copy the full fingerprint the publisher gave (gpg --fingerprint)"), 2)
         trust.fingerprints.append(fpr)
     return trust
 
@@ -1398,23 +1988,25 @@ def load_bundle(s, root, required=True):
     except (IOError, OSError) as exc:
         if not required:
             return None
-        raise Failure("cannot read %s: %s" % (path, exc.strerror or exc),
-                      "run install.sh from the unpacked bundle folder (or pass --bundle DIR)")
-    damaged = "the bundle is damaged or was altered: copy it again from the source, or rebuild it"
+        raise Failure(T("cannot read %s: %s", path, exc.strerror or str(exc)),
+                      T("run install.sh from the unpacked bundle folder (or pass --bundle DIR)"))
+    damaged = T("the bundle is damaged or was altered: copy it again from the source, or "
+                "rebuild it")
     if len(data) > MANIFEST_MAX_BYTES:
-        raise Failure("%s is larger than %s, which no airdock bundle's manifest is" % (
-            path, human_size(MANIFEST_MAX_BYTES)), damaged)
+        raise Failure(T("%s is larger than %s, which no airdock bundle's manifest is",
+                        path, human_size(MANIFEST_MAX_BYTES)), damaged)
     try:
         manifest = json.loads(data.decode("utf-8"))
     except (ValueError, RuntimeError) as exc:  # RuntimeError: nested too deep to parse
-        raise Failure("%s is not valid JSON (%s)" % (path, one_line(str(exc))), damaged)
+        raise Failure(T("%s is not valid JSON (%s)", path, one_line(str(exc))), damaged)
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise Failure("%s is not an airdock bundle manifest" % path, "re-copy the bundle")
+        raise Failure(T("%s is not an airdock bundle manifest", path), T("re-copy the bundle"))
     try:
         check_format_version(manifest.get("format_version"))
         validate_manifest(manifest)
     except ManifestProblem as exc:
-        raise Failure("%s is malformed: %s" % (path, exc), damaged)
+        # what does not fit stays in the schema's own (English) words: field paths and shapes
+        raise Failure(T("%s is malformed: %s", path, str(exc)), damaged)
     bundle = Bundle(root, manifest, hashlib.sha256(data).hexdigest())
     s.result["bundle"] = {"name": bundle.name, "docker_version": bundle.docker_version,
                           "arch": bundle.arch, "path": root}
@@ -1429,13 +2021,13 @@ def check_format_version(version):
         return
     knows = ", ".join(str(v) for v in KNOWN_FORMAT_VERSIONS)
     if version > max(KNOWN_FORMAT_VERSIONS):
-        raise Failure("this bundle was made by a newer airdock (manifest format_version %d; this "
-                      "installer knows %s)" % (version, knows),
-                      "run the install.sh inside that bundle: each bundle carries its own "
-                      "installer")
-    raise Failure("the bundle's manifest has format_version %d, which no airdock writes (this "
-                  "installer knows %s)" % (version, knows),
-                  "the bundle is damaged or was altered: copy it again from the source")
+        raise Failure(T("this bundle was made by a newer airdock (manifest format_version %d; "
+                        "this installer knows %s)", version, knows),
+                      T("run the install.sh inside that bundle: each bundle carries its own "
+                        "installer"))
+    raise Failure(T("the bundle's manifest has format_version %d, which no airdock writes (this "
+                    "installer knows %s)", version, knows),
+                  T("the bundle is damaged or was altered: copy it again from the source"))
 
 
 # What the manifest's strings must look like (the shapes rpm, yum, docker and the builder use,
@@ -1611,26 +2203,26 @@ def verify_bundle_files(bundle):
         match = re.match(r"^([0-9a-fA-F]{64}) [ *](.+)$", line)
         rel = match.group(2) if match else ""
         if not match or rel.startswith("/") or ".." in rel.split("/"):
-            problems.append("SHA256SUMS line %d is malformed" % number)
+            problems.append(T("SHA256SUMS line %d is malformed", number))
             continue
         listed[rel] = match.group(1).lower()
     for rel in sorted(listed):
         path = bundle.path(rel)
         if not os.path.isfile(path):
-            problems.append("%s is missing" % rel)
+            problems.append(T("%s is missing", rel))
             continue
         actual = file_sha256(path)
         if actual != listed[rel]:
-            problems.append("%s: sha256 %s, SHA256SUMS says %s" % (rel, actual, listed[rel]))
+            problems.append(T("%s: sha256 %s, SHA256SUMS says %s", rel, actual, listed[rel]))
     expected = [(p.file, p.sha256) for p in bundle.packages]
     expected += [(i.get("file"), i.get("sha256")) for i in bundle.images]
     expected += [(k.file, None) for k in bundle.keys]
     expected += [("manifest.json", None)]
     for rel, digest in expected:
         if rel not in listed:
-            problems.append("%s is not listed in SHA256SUMS" % rel)
+            problems.append(T("%s is not listed in SHA256SUMS", rel))
         elif digest and digest.lower() != listed[rel]:
-            problems.append("%s: manifest.json and SHA256SUMS disagree" % rel)
+            problems.append(T("%s: manifest.json and SHA256SUMS disagree", rel))
     extra = []
     for folder in ("rpms", "images", "keys"):
         for rel in walk_files(bundle.root, folder):
@@ -1784,14 +2376,17 @@ def needed_by_others(s, host, nevras):
                     blockers.setdefault(provider, by)
         core = [n for n in blockers if nevra_name(n) in DOCKER_PACKAGES]
         if core:
-            raise Failure("cannot uninstall: %s needs %s, and airdock did not install it" % (
-                blockers[core[0]], nevra_name(core[0])),
-                "remove %s first (yum remove), then run uninstall again" % blockers[core[0]])
+            raise Failure(T("cannot uninstall: %s needs %s, and airdock did not install it",
+                            blockers[core[0]], nevra_name(core[0])),
+                          T("remove %s first (yum remove), then run uninstall again",
+                            blockers[core[0]]))
         if not blockers:
-            raise Failure("rpm refuses to remove the docker packages: %s" % last_error_line(out),
-                          "see the log; nothing was removed")
+            raise Failure(T("rpm refuses to remove the docker packages: %s",
+                            last_error_line(out)),
+                          T("see the log; nothing was removed"))
         for nevra, by in sorted(blockers.items()):
-            keep.append((nevra, "needed by %s" % by))
+            keep.append((nevra, T("needed by %s", by)))
+
             candidates.remove(nevra)
     return keep
 
@@ -1840,7 +2435,7 @@ class Host(object):
         config = self.read_first(("/etc/selinux/config",)) or ""
         match = re.search(r"^\s*SELINUX\s*=\s*(\w+)", config, re.M)
         if match and match.group(1).lower() != "disabled":
-            return "%s in /etc/selinux/config, not active now" % match.group(1).lower()
+            return T("%s in /etc/selinux/config, not active now", match.group(1).lower())
         return "disabled"
 
     def forget(self):
@@ -1890,6 +2485,58 @@ class Host(object):
                 epoch = 0 if parts[1] in ("(none)", "") else int(parts[1])
                 found.append(nevra_string(parts[0], (epoch, parts[2], parts[3], parts[4])))
         return found
+
+
+# One record per installed package, fields apart by ASCII unit separators and records by
+# record separators: no name, EVR or arch holds them, so a field cannot shift into the next
+# (rpm copies the raw bytes of its --qf through; 4.11 knows no escape for them).
+INVENTORY_QUERYFORMAT = "%{NAME}\x1f%{EPOCHNUM}\x1f%{VERSION}\x1f%{RELEASE}\x1f%{ARCH}\x1e"
+
+
+def host_inventory(s, host):
+    """The INVENTORY_FORMAT document: what the builder needs to solve for exactly this host."""
+    rc, out = s.run(["rpm", "-qa", "--qf", INVENTORY_QUERYFORMAT], check=False, quiet=True,
+                    stderr=False)
+    packages = parse_inventory_records(out) if rc == 0 else None
+    if packages is None:
+        raise Failure(T("`rpm -qa` failed or printed something unexpected (exit %d)", rc),
+                      T("check that `rpm -qa` works on this host (rpm --rebuilddb repairs a "
+                        "damaged database), then run the inventory again"))
+    docker_names = set(DOCKER_PACKAGES) | set(OLD_DOCKER_PACKAGES) | set(KNOWN_CONFLICTS)
+    docker = [p for p in packages if p["name"] in docker_names]
+    return {
+        "format": INVENTORY_FORMAT,
+        "hostname": socket.gethostname(),
+        "os_release": host.os_release(),
+        "kernel": host.kernel_release(),
+        "arch": host.machine,
+        "python": platform.python_version(),
+        "docker": {
+            "present": bool(docker),
+            "old_docker": any(p["name"] in OLD_DOCKER_PACKAGES for p in docker),
+            "packages": sorted(nevra_string(p["name"], (p["epoch"], p["version"], p["release"],
+                                                        p["arch"])) for p in docker),
+        },
+        "packages": packages,
+    }
+
+
+def parse_inventory_records(out):
+    """rpm -qa with INVENTORY_QUERYFORMAT -> [{name, epoch, version, release, arch}] sorted
+    by name and arch (then EVR: kernels come in several versions); None when a record is
+    not five fields with a numeric epoch."""
+    records = out.split("\x1e")
+    if records and records[-1].strip() == "":
+        records.pop()
+    packages = []
+    for record in records:
+        fields = record.split("\x1f")
+        if len(fields) != 5 or not re.match(r"^[0-9]{1,10}\Z", fields[1]) or not fields[0]:
+            return None
+        packages.append({"name": fields[0], "epoch": int(fields[1]), "version": fields[2],
+                         "release": fields[3], "arch": fields[4]})
+    packages.sort(key=lambda p: (p["name"], p["arch"], p["epoch"], p["version"], p["release"]))
+    return packages
 
 
 def parse_os_release(text):
@@ -2005,7 +2652,7 @@ def rpm_checksig(s, bundle):
         s.run(["rpm", "--dbpath", tmp, "--initdb"], check=False, quiet=True)
         for key in bundle.keys:
             s.run(["rpm", "--dbpath", tmp, "--import", key.path], quiet=True,
-                  fail="cannot read the key %s" % key.file, fix="re-copy the bundle")
+                  fail=T("cannot read the key %s", key.file), fix=T("re-copy the bundle"))
         files = [p.path for p in bundle.packages]
         rc, out = s.run(["rpm", "--dbpath", tmp, "-K"] + files, check=False, quiet=True)
     finally:
@@ -2019,9 +2666,9 @@ def rpm_checksig(s, bundle):
         lowered = line.lower()
         signed = "pgp" in lowered or "gpg" in lowered or "signatures" in lowered
         if not line or "NOT OK" in line or "BAD" in line or not signed:
-            bad.append("%s: %s" % (pkg.file, line or "no answer from rpm -K"))
+            bad.append(layout("%s: %s", pkg.file, line or T("no answer from rpm -K")))
     if rc != 0 and not bad:
-        bad.append("rpm -K failed: %s" % last_error_line(out))
+        bad.append(T("rpm -K failed: %s", last_error_line(out)))
     return bad
 
 
@@ -2403,6 +3050,29 @@ def summarize_receipt(receipt):
             "transaction": receipt.get("transaction", {}).get("id")}
 
 
+def write_file_atomic(path, data):
+    """data (bytes) into path through a temporary file beside it and a rename: a reader
+    sees the old file or the whole new one, never half of it."""
+    folder = os.path.dirname(path) or "."
+    handle, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=folder)
+    try:
+        written = 0
+        while written < len(data):
+            written += os.write(handle, data[written:])
+        os.fsync(handle)
+        os.close(handle)
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.close(handle)
+        except OSError:
+            pass
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def write_json_atomic(path, data):
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
@@ -2543,8 +3213,9 @@ class InstallerLock(object):
                 pid = self.holder(fd)
                 os.close(fd)
                 s.log("lock: %s is held by pid %s" % (self.path, pid or "?"))
-                raise Failure("another airdock installer%s is running" % (
-                    " (pid %d)" % pid if pid else ""), "wait for it to finish")
+                raise Failure(T("another airdock installer (pid %d) is running", pid) if pid
+                              else T("another airdock installer is running"),
+                              T("wait for it to finish"))
             if self.is_current(fd):
                 self.fd = fd
                 self.write_pid(exclusive)
@@ -2554,8 +3225,8 @@ class InstallerLock(object):
         return self.unprotected(s, OSError("the lock file kept being replaced"))
 
     def unprotected(self, s, exc):
-        s.say("warning: cannot lock %s (%s): nothing stops a second installer run meanwhile" % (
-            self.path, getattr(exc, "strerror", None) or exc))
+        s.say(T("warning: cannot lock %s (%s): nothing stops a second installer run meanwhile",
+                self.path, getattr(exc, "strerror", None) or str(exc)))
         return False
 
     def is_current(self, fd):
@@ -2616,17 +3287,185 @@ class InstallerLock(object):
 
 
 class Failure(Exception):
-    """One line for the operator: what went wrong and what to do."""
+    """One line for the operator: what went wrong and what to do.  message and fix are the
+    English text (the log, --json); text and fix_text what the operator reads (Msg)."""
 
     def __init__(self, message, fix=None, code=1):
-        Exception.__init__(self, message)
-        self.message, self.fix, self.code = message, fix, code
+        Exception.__init__(self, english(message))
+        self.text, self.fix_text, self.code = message, fix, code
+        self.message = english(message)
+        self.fix = english(fix) if fix is not None else None
 
 
 def to_text(data):
     if isinstance(data, bytes) and not isinstance(data, str):
         return data.decode("utf-8", "replace")
     return data
+
+
+# ---- the operator's language (the catalogue, ZH, is at the top of the file)
+
+PY2 = sys.version_info[0] == 2
+CHINESE_PROBE = u"\u4e2d\u6587"  # what a Chinese-capable encoding must encode
+
+
+class Msg(object):
+    """An English message and its arguments, put into words only when shown: in the
+    operator's language on the terminal, in English in the log and in --json."""
+
+    def __init__(self, fmt, args):
+        self.fmt, self.args = fmt, args
+
+    def render(self, lang="en"):
+        fmt = as_text(ZH.get(self.fmt, self.fmt) if lang == "zh" else self.fmt)
+        if not self.args:
+            return fmt
+        return fmt % tuple(render(a, lang) for a in self.args)
+
+    def __str__(self):
+        return native(self.render())
+
+    def __unicode__(self):  # Python 2
+        return self.render()
+
+    def __repr__(self):
+        return "T(%r)" % (self.fmt,)
+
+
+def T(fmt, *args):
+    """A message for the operator: fmt is the English text (a key of ZH) with %-placeholders."""
+    return Msg(fmt, args)
+
+
+def render(value, lang="en"):
+    """A Msg (or plain text, or a number) as text in lang; None stays None."""
+    if isinstance(value, Msg):
+        return value.render(lang)
+    return as_text(value)
+
+
+def english(value):
+    return render(value, "en")
+
+
+def as_text(value):
+    """Text as this Python's text type: Python 2's byte strings are decoded (UTF-8)."""
+    if PY2 and isinstance(value, str):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def native(text):
+    """Text as this Python's str (UTF-8 bytes on Python 2)."""
+    if PY2 and not isinstance(text, str):
+        return text.encode("utf-8")
+    return text
+
+
+def locale_language(environ):
+    """The messages locale as gettext orders its variables: the first non-empty of LC_ALL,
+    LC_MESSAGES, LANG; "zh" for zh_CN, zh_SG, zh_TW..., "en" for anything else."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = environ.get(name)
+        if value:
+            return "zh" if value.lower().startswith("zh") else "en"
+    return "en"
+
+
+def output_encoding(stream, environ):
+    """The charset the terminal reads: the locale's own (LC_ALL, LC_CTYPE, LANG:
+    zh_CN.UTF-8 -> UTF-8, zh_CN.gb18030 -> gb18030) when it names one, else what Python
+    found for the stream (zh_CN alone means GB2312 where that locale is installed, ASCII
+    under LANG=C)."""
+    for name in ("LC_ALL", "LC_CTYPE", "LANG"):
+        value = environ.get(name)
+        if value:
+            codeset = value.split("@", 1)[0].partition(".")[2]
+            if codeset and known_encoding(codeset):
+                return codeset
+            break
+    found = getattr(stream, "encoding", None)
+    if not found:
+        try:
+            import locale
+            found = locale.getpreferredencoding()
+        except Exception:  # no usable locale at all
+            found = None
+    return found if found and known_encoding(found) else "ascii"
+
+
+def known_encoding(name):
+    try:
+        import codecs
+        codecs.lookup(name)
+        return True
+    except (LookupError, TypeError):
+        return False
+
+
+def can_show_chinese(encoding):
+    try:
+        CHINESE_PROBE.encode(encoding)
+        return True
+    except (UnicodeError, LookupError):
+        return False
+
+
+def choose_language(forced, environ, encodings):
+    """(language, note): --lang wins over the locale; Chinese the terminal cannot show falls
+    back to English (a console under LANG=C would print only question marks), and the note
+    says why."""
+    wanted = forced or locale_language(environ)
+    if wanted == "zh":
+        unable = [e for e in encodings if not can_show_chinese(e)]
+        if unable:
+            return "en", ("the terminal's encoding (%s) cannot show Chinese: messages are in "
+                          "English (a UTF-8 locale shows them: LANG=zh_CN.UTF-8)" % unable[0])
+    return wanted, None
+
+
+def write_bytes(stream, data):
+    """Bytes to a text stream: through its buffer on Python 3 (whatever encoding Python
+    chose for it), as they are on Python 2.  A closed pipe loses the output, not the run."""
+    try:
+        target = getattr(stream, "buffer", None)
+        if target is not None:
+            stream.flush()
+            target.write(data)
+            target.flush()
+        elif PY2:
+            stream.write(data)
+            stream.flush()
+        else:
+            stream.write(data.decode(getattr(stream, "encoding", None) or "utf-8", "replace"))
+            stream.flush()
+    except (IOError, OSError, ValueError, UnicodeError):
+        pass
+
+
+def display_width(text):
+    """Columns a terminal gives text (CJK characters take two)."""
+    import unicodedata
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def pad(text, width):
+    return text + u" " * max(0, width - display_width(text))
+
+
+def layout(fmt, *args):
+    """Columns and punctuation only, no words (a table row): the same in every language."""
+    return Msg(fmt, args)
+
+
+def join_lines(items):
+    """Several messages as one, a line each (each in the operator's language)."""
+    return Msg("\n".join(["%s"] * len(items)), tuple(items))
+
+
+def count(number, noun):
+    """ "1 package", "3 packages": English singular and plural; ZH has one entry per noun."""
+    return T("%d " + noun + ("" if number == 1 else "s"), number)
 
 
 class Session(object):
@@ -2636,6 +3475,7 @@ class Session(object):
         self.args = args
         self.dry_run = bool(getattr(args, "dry_run", False))
         self.json = bool(getattr(args, "json", False))
+        self.quiet_result = False  # inventory without -o: its document is the whole stdout
         self.result = {"command": args.command, "dry_run": self.dry_run, "ok": False,
                        "installer_version": VERSION}
         self.cleanup = []
@@ -2645,45 +3485,61 @@ class Session(object):
         self._log = None
         self.env = dict(os.environ)
         self.env.update({"LC_ALL": "C", "LANG": "C"})
-        self.log("=== airdock installer %s: %s (python %s, pid %d)" % (
-            VERSION, " ".join(sys.argv), sys.version.split()[0], os.getpid()))
+        self.encodings = {}
+        for stream in (sys.stdout, sys.stderr):
+            self.encodings[id(stream)] = output_encoding(stream, os.environ)
+        self.lang, note = choose_language(getattr(args, "lang", None), os.environ,
+                                          sorted(set(self.encodings.values())))
+        self.log("=== airdock installer %s: %s (python %s, pid %d, language %s)" % (
+            VERSION, " ".join(sys.argv), sys.version.split()[0], os.getpid(), self.lang))
+        if note:
+            self.log(note)
+            if getattr(args, "lang", None):  # asked for by name: say why it is not Chinese
+                self._write(sys.stderr, "airdock: " + note)
 
-    # ---- output
-    def say(self, text, err=False):
-        self.log(text)
+    # ---- output (text: a Msg, or plain text such as a package name)
+    def say(self, text, err=False, prefix=""):
+        self.log(prefix + english(text))
         if err:
-            self._write(sys.stderr, text)
+            self._write(sys.stderr, prefix + render(text, self.lang))
         elif not self.json:
-            self._write(sys.stdout, text)
+            self._write(sys.stdout, prefix + render(text, self.lang))
 
     def step(self, text):
-        self.say("==> " + text)
+        self.say(text, prefix="==> ")
 
     def show_check(self, check):
         self.log("check %s: %s: %s%s" % (check.name, check.status, check.message,
                                          " (fix: %s)" % check.fix if check.fix else ""))
         if self.json:
             return
-        self._write(sys.stdout, "  [%-4s] %-12s %s" % (check.status, check.name, check.message))
-        if check.fix and check.status in ("fail", "warn"):
-            self._write(sys.stdout, "  %s %-12s fix: %s" % (" " * 6, "", check.fix))
+        status = render(T("check-status:" + check.status), self.lang)
+        name = check.name if self.lang == "en" else render(T("check:" + check.name), self.lang)
+        self._write(sys.stdout, u"  [%s] %s %s" % (pad(status, 4), pad(name, 12),
+                                                   render(check.text, self.lang)))
+        if check.fix_text and check.status in ("fail", "warn"):
+            self._write(sys.stdout, u"  %s %s %s" % (u" " * 6, pad(u"", 12), render(
+                T("fix: %s", check.fix_text), self.lang)))
 
     def _write(self, stream, text):
-        if not isinstance(text, str):  # unicode on Python 2
-            text = text.encode("utf-8", "replace")
-        try:
-            stream.write(text + "\n")
-            stream.flush()
-        except (IOError, UnicodeError):
-            pass
+        encoding = self.encodings.get(id(stream)) or output_encoding(stream, os.environ)
+        write_bytes(stream, (as_text(text) + u"\n").encode(encoding, "replace"))
 
     def failed(self, exc):
-        where = self.log_path if self._log else "no log: %s" % (self.log_error or "not written")
-        line = "airdock: %s%s (log: %s)" % (exc.message, "; " + exc.fix if exc.fix else "", where)
-        self.log("FAILED: %s" % line)
+        where = self.log_path if self._log else "no log: %s" % english(
+            self.log_error or T("not written"))
+        self.log("FAILED: airdock: %s%s (log: %s)" % (
+            exc.message, "; " + exc.fix if exc.fix else "", where))
         self.result["error"] = exc.message
         self.result["fix"] = exc.fix
-        self._write(sys.stderr, line)
+        if self._log:
+            line = T("airdock: %s; %s (log: %s)", exc.text, exc.fix_text, where) if exc.fix_text \
+                else T("airdock: %s (log: %s)", exc.text, where)
+        else:
+            line = T("airdock: %s; %s (no log: %s)", exc.text, exc.fix_text, self.log_error or
+                     T("not written")) if exc.fix_text \
+                else T("airdock: %s (no log: %s)", exc.text, self.log_error or T("not written"))
+        self._write(sys.stderr, render(line, self.lang))
 
     def finish(self, code):
         if self.lock:
@@ -2696,8 +3552,9 @@ class Session(object):
         self.result["ok"] = code == 0
         self.result["exit_code"] = code
         self.log("=== exit %d" % code)
-        if self.json:
-            self._write(sys.stdout, json.dumps(self.result, indent=2, sort_keys=True))
+        if self.json and not self.quiet_result:
+            self._write(sys.stdout, json.dumps(self.result, indent=2, sort_keys=True,
+                                               separators=(",", ": ")))
         if self._log:
             self._log.close()
 
@@ -2710,9 +3567,9 @@ class Session(object):
                     os.makedirs(folder, 0o755)
                 self._log = open(self.log_path, "ab")
             except (IOError, OSError) as exc:
-                self.log_error = "cannot write %s: %s" % (self.log_path, exc.strerror or exc)
+                self.log_error = T("cannot write %s: %s", self.log_path, exc.strerror or str(exc))
         if self._log:
-            data = time.strftime("%Y-%m-%d %H:%M:%S ", time.gmtime()) + text + "\n"
+            data = time.strftime("%Y-%m-%d %H:%M:%S ", time.gmtime()) + english(text) + "\n"
             if not isinstance(data, bytes):  # str on Python 3, unicode on Python 2
                 data = data.encode("utf-8", "replace")
             self._log.write(data)
@@ -2724,7 +3581,7 @@ class Session(object):
         --dry-run.  check=True turns a non-zero exit into Failure(fail or cmd, fix)."""
         shown = " ".join(shell_quote(c) for c in cmd)
         if change and self.dry_run:
-            self.say("  would run: %s" % shown)
+            self.say(T("  would run: %s", shown))
             return 0, ""
         if change and not quiet:
             self.say("  $ %s" % shown)
@@ -2742,8 +3599,9 @@ class Session(object):
         out, err = to_text(out) or "", to_text(err) or ""
         self.log("$ %s -> %d\n%s%s" % (shown, code, indent(out), indent(err)))
         if code != 0 and check:
-            raise Failure(fail or ("`%s` failed (exit %d): %s" % (shown, code, last_error_line(
-                out + err))), fix or "see the log")
+            raise Failure(fail or T("`%s` failed (exit %d): %s", shown, code,
+                                    last_error_line(out + err)), fix or T("see the log"))
+
         return code, out
 
 
