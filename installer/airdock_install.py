@@ -777,7 +777,7 @@ def parse_args(argv):
                         default=os.path.dirname(os.path.abspath(__file__)),
                         help="the unpacked bundle folder to use (default: the folder holding "
                         "this installer; status works without one)")
-    parser.add_argument("--output", "-o", metavar="FILE",
+    parser.add_argument("-o", "--output", metavar="FILE",
                         help="inventory: write the JSON to FILE (atomically) instead of stdout")
     parser.add_argument("--lang", choices=LANGUAGES,
                         help="language of the messages: en or zh (default: from the locale)")
@@ -3443,13 +3443,17 @@ def write_bytes(stream, data):
         pass
 
 
+WIDE = "WF"  # east_asian_width classes a terminal shows two columns wide
+
+
 def display_width(text):
     """Columns a terminal gives text (CJK characters take two)."""
     import unicodedata
-    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+    return sum(2 if unicodedata.east_asian_width(c) in WIDE else 1 for c in text)
 
 
 def pad(text, width):
+    text = as_text(text)
     return text + u" " * max(0, width - display_width(text))
 
 
@@ -3513,8 +3517,10 @@ class Session(object):
                                          " (fix: %s)" % check.fix if check.fix else ""))
         if self.json:
             return
-        status = render(T("check-status:" + check.status), self.lang)
-        name = check.name if self.lang == "en" else render(T("check:" + check.name), self.lang)
+        status, name = check.status, check.name
+        if self.lang == "zh":  # the labels are ids in English (and in --json)
+            status = render(T("check-status:" + check.status), self.lang)
+            name = render(T("check:" + check.name), self.lang)
         self._write(sys.stdout, u"  [%s] %s %s" % (pad(status, 4), pad(name, 12),
                                                    render(check.text, self.lang)))
         if check.fix_text and check.status in ("fail", "warn"):
