@@ -197,8 +197,9 @@ ZH = {
     "rpm not found: this is not an rpm host": "找不到 rpm：这不是使用 rpm 的主机",
     "run the inventory on the CentOS 7 host the bundle is for":
         "请在要安装的 CentOS 7 主机上运行 inventory",
-    "`rpm -qa` failed or printed something unexpected (exit %d)":
-        "`rpm -qa` 失败或输出了无法识别的内容（退出码 %d）",
+    "`rpm -qa` failed or printed something unexpected (exit %d): %s":
+        "`rpm -qa` 失败或输出了无法识别的内容（退出码 %d）：%s",
+    "no message": "没有输出",
     "check that `rpm -qa` works on this host (rpm --rebuilddb repairs a damaged database), "
     "then run the inventory again":
         "请确认本机 `rpm -qa` 能正常运行（rpm --rebuilddb 可修复损坏的数据库），然后重新运行 "
@@ -815,7 +816,7 @@ def preflight(s, bundle, host):
     if failed:
         first = failed[0]
         fix = first.fix_text or T("fix it and run `./install.sh check` again")
-        if len(failed) > 1:  # named, not "see above": --json has no above
+        if len(failed) > 1:  # the others by name: --json has no lines above to point at
             raise Failure(T("preflight failed: %s: %s (+%d more: %s)", first.name, first.text,
                             len(failed) - 1, ", ".join(c.name for c in failed[1:])), fix)
         raise Failure(T("preflight failed: %s: %s", first.name, first.text), fix)
@@ -2499,7 +2500,8 @@ def host_inventory(s, host):
                     stderr=False)
     packages = parse_inventory_records(out) if rc == 0 else None
     if packages is None:
-        raise Failure(T("`rpm -qa` failed or printed something unexpected (exit %d)", rc),
+        raise Failure(T("`rpm -qa` failed or printed something unexpected (exit %d): %s", rc,
+                        one_line(last_error_line(s.last_stderr)) or T("no message")),
                       T("check that `rpm -qa` works on this host (rpm --rebuilddb repairs a "
                         "damaged database), then run the inventory again"))
     docker_names = set(DOCKER_PACKAGES) | set(OLD_DOCKER_PACKAGES) | set(KNOWN_CONFLICTS)
@@ -3480,6 +3482,7 @@ class Session(object):
         self.dry_run = bool(getattr(args, "dry_run", False))
         self.json = bool(getattr(args, "json", False))
         self.quiet_result = False  # inventory without -o: its document is the whole stdout
+        self.last_stderr = ""  # of the last command run with stderr=False
         self.result = {"command": args.command, "dry_run": self.dry_run, "ok": False,
                        "installer_version": VERSION}
         self.cleanup = []
@@ -3603,6 +3606,7 @@ class Session(object):
         finally:
             devnull.close()
         out, err = to_text(out) or "", to_text(err) or ""
+        self.last_stderr = err
         self.log("$ %s -> %d\n%s%s" % (shown, code, indent(out), indent(err)))
         if code != 0 and check:
             raise Failure(fail or T("`%s` failed (exit %d): %s", shown, code,

@@ -274,3 +274,143 @@ def test_nothing_in_the_installer_says_1_parts_or_see_above():
     assert not re.search(r"%d (packages|files|checks|warnings|names|parts)\b", code)
     readme = (INSTALLER.parent / "README.txt").read_text(encoding="utf-8")
     assert "NAME.JOIN.txt" in readme and "JOIN.txt has" not in readme
+
+
+# ------------------------------------------------------------------ on the sandbox host
+
+
+def in_sandbox(sb, python: str, lang: str, bundle, *args: str, user: str | None = None):
+    """The bundle's installer inside the sandbox with LANG=lang (enter.sh's LANG replaced)."""
+    env = ["env", "-u", "LC_ALL", "-u", "LC_MESSAGES", "-u", "LC_CTYPE", "-u", "LANGUAGE",
+           f"LANG={lang}", "PYTHONCOERCECLOCALE=0", "PYTHONUTF8=0"]  # fmt: skip
+    proc = sb.run([*env, python, bundle / "airdock_install.py", *args], user=user)
+    for text in (proc.stdout, proc.stderr):  # sb.run decoded them as strict UTF-8
+        assert "Traceback" not in text and "UnicodeEncodeError" not in text, text
+        assert "internal error" not in text, text
+    if lang == "C":
+        assert (proc.stdout + proc.stderr).isascii()
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_check_speaks_the_operators_language(label, sandbox, installer_bundles):
+    sb = sandbox(root="old-docker")
+    before = sb.snapshot()
+    python = installer_python(label)
+    bundle = installer_bundles["26.1.4"]
+
+    zh = in_sandbox(sb, python, "zh_CN.UTF-8", bundle, "check")
+    assert zh.returncode == 0 and zh.stderr == "", zh.stderr
+    for words in (
+        "  [通过] root 权限",
+        "[通过] 内核         内核 3.10.0-1160.el7.x86_64",  # CJK is two columns wide
+        "[通过] 操作系统     CentOS Linux 7 (Core)",
+        "[警告] 冲突软件包   将在同一个事务中删除：",
+        "解决办法：无需处理：它们与 docker-ce 冲突",
+        "[通过] yum 测试事务 yum 测试事务通过",
+        "16 项检查：0 项失败，1 项警告",
+        "所有检查均已通过：运行 `sudo ./install.sh`",
+    ):
+        assert words in zh.stdout, words
+
+    en = in_sandbox(sb, python, "C", bundle, "check")
+    assert en.returncode == 0 and en.stderr == ""
+    assert "  [pass] root         running as root" in en.stdout
+    assert "16 checks: 0 failed, 1 warning\n" in en.stdout
+    assert "All checks passed" in en.stdout
+
+    forced = in_sandbox(sb, python, "C", bundle, "check", "--lang", "zh")
+    assert forced.returncode == 0 and "All checks passed" in forced.stdout
+    assert forced.stderr.count("\n") == 1 and "cannot show Chinese" in forced.stderr
+
+    js = in_sandbox(sb, python, "zh_CN.UTF-8", bundle, "check", "--json")
+    result = json.loads(js.stdout)
+    assert result["ok"] is True and js.stdout.isascii()
+    conflicts = next(c for c in result["checks"] if c["name"] == "conflicts")
+    assert conflicts["status"] == "warn"
+    assert conflicts["message"].startswith("removed in the same transaction: docker-")
+    assert sb.snapshot() == before
+
+
+@pytest.mark.slow
+def test_a_missing_dependency_in_chinese_names_the_inventory_commands(sandbox, installer_bundles):
+    sb = sandbox()
+    sb.root.rpm("-e", "--nodeps", "iptables")
+    proc = in_sandbox(sb, installer_python("2.7"), "zh_CN.UTF-8", installer_bundles["26.1.4"],
+                      "check")  # fmt: skip
+    lines = proc.stderr.strip("\n").splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    for words in (
+        "airdock：预检失败：transaction：本机缺少安装包需要的依赖包：iptables（docker-ce-",
+        "请在本机运行 `./install.sh inventory -o host.json`",
+        "把 host.json 带回联网的机器",
+        "`airdock build --baseline-from host.json`",
+    ):
+        assert words in lines[0], words
+    assert "[失败] yum 测试事务 本机缺少安装包需要的依赖包" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label", INSTALLER_PYTHONS)
+def test_install_status_uninstall_in_chinese(label, sandbox, installer_bundles):
+    """One real install per Python (--no-start: the yum transaction, not the daemons), its
+    status and its uninstall in Chinese; the same install under LANG=C --lang zh as a dry
+    run (English, nothing changed)."""
+    sb = sandbox()
+    python = installer_python(label)
+    bundle = installer_bundles["26.1.4"]
+    before = sb.snapshot()
+
+    dry = in_sandbox(sb, python, "C", bundle, "install", "--dry-run", "--lang", "zh")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "would run: yum -y " in dry.stdout and "would run: rpm --import" in dry.stdout
+    assert "Dry run: nothing was changed." in dry.stdout
+    assert "cannot show Chinese" in dry.stderr
+    assert sb.snapshot() == before
+
+    install = in_sandbox(sb, python, "zh_CN.UTF-8", bundle, "install", "--yes", "--no-start")
+    assert install.returncode == 0 and install.stderr == "", install.stdout + install.stderr
+    for words in (
+        "一次 yum 事务（禁用所有软件仓库，校验签名）：",
+        "  安装     docker-ce-3:26.1.4",
+        "==> 导入签名密钥 ",
+        "==> yum 事务：安装 ",
+        "服务已设为开机启动但未启动（--no-start）",
+        "\n完成：docker-ce 26.1.4（来自 ",
+        "  查看状态：sudo ./install.sh status",
+    ):
+        assert words in install.stdout, words
+    assert json.loads(sb.receipt.read_text())["complete"] is True
+
+    status = in_sandbox(sb, python, "zh_CN.UTF-8", bundle, "status")
+    assert status.returncode == 0 and status.stderr == ""
+    for words in (
+        "软件包：",
+        "= 安装包中的版本",
+        "服务：",
+        "镜像：（docker 无响应）",
+        "安装记录：",
+    ):
+        assert words in status.stdout, words
+
+    again = in_sandbox(sb, python, "zh_CN.UTF-8", bundle, "install", "--yes", "--dry-run")
+    assert "==> 软件包：已安装，无需 yum 事务" in again.stdout
+    assert "\n演练（--dry-run）：没有做任何改动。" in again.stdout
+
+    gone = in_sandbox(sb, python, "zh_CN.UTF-8", bundle, "uninstall", "--yes")
+    assert gone.returncode == 0 and gone.stderr == "", gone.stdout + gone.stderr
+    for words in (
+        "停止 docker 和 containerd，然后在一次 yum 事务中删除：",
+        "==> yum remove：",
+        "个软件包",
+        "\n完成：已删除 ",
+        "已保留 /var/lib/docker",
+    ):
+        assert words in gone.stdout, words
+    assert not sb.receipt.exists()
+
+    nothing = in_sandbox(sb, python, "C", bundle, "uninstall", "--yes")
+    assert nothing.returncode == 0
+    assert "Nothing to uninstall: no docker packages installed; `uninstall --purge`" in \
+        nothing.stdout  # fmt: skip
