@@ -586,7 +586,7 @@ def main(argv=None):
         code = 130
     except Exception as exc:  # an installer bug: one line for the operator, details in the log
         s.log("internal error:\n" + traceback.format_exc())
-        s.failed(Failure(T("internal error (%s: %s)", type(exc).__name__, str(exc)),
+        s.failed(Failure(T("internal error (%s: %s)", type(exc).__name__, exc_text(exc)),
                          T("please report it with the log")))
         code = 70
     if args.command in ("check", "install") and "checks" not in s.result:
@@ -703,7 +703,7 @@ def cmd_inventory(s, args):
     try:
         write_file_atomic(path, text.encode("utf-8"))
     except (IOError, OSError) as exc:
-        raise Failure(T("cannot write %s: %s", path, exc.strerror or str(exc)),
+        raise Failure(T("cannot write %s: %s", path, exc.strerror or exc_text(exc)),
                       T("give -o a file in a writable folder"))
     s.result["output"] = path
     s.say(T("Wrote %s: %s installed on %s.", path,
@@ -875,7 +875,7 @@ def store_trusted_keys(s):
             os.chmod(dest + ".tmp", 0o644)
             os.rename(dest + ".tmp", dest)
         except (IOError, OSError) as exc:
-            raise Failure(T("cannot store the trusted key in %s: %s", TRUST_DIR, str(exc)),
+            raise Failure(T("cannot store the trusted key in %s: %s", TRUST_DIR, exc_text(exc)),
                           T("check that /etc is writable, or put the key there by hand"))
 
 
@@ -1351,7 +1351,7 @@ def purge_data(s, purge):
         try:
             remove_tree(path)
         except (IOError, OSError) as exc:
-            raise Failure(T("could not delete %s: %s", path, str(exc)),
+            raise Failure(T("could not delete %s: %s", path, exc_text(exc)),
                           T("stop whatever still uses it (containers, mounts) and delete it by "
                             "hand"))
 
@@ -1676,7 +1676,7 @@ def check_trust(s, bundle, trust):
         keys = trust.root + [k for k in own if k["primary"] in trust.fingerprints]
         trust.verified = trust.signer = verify_signature(data, signature, keys)
     except (ValueError, IndexError, struct.error, TypeError) as exc:
-        return Check("trust", "fail", T("%s does not verify: %s", SIGNATURE_FILE, str(exc)),
+        return Check("trust", "fail", T("%s does not verify: %s", SIGNATURE_FILE, exc_text(exc)),
                      T("the bundle was altered or comes from another publisher: get it again "
                        "from yours and check it with `airdock verify` or `gpg --verify`"))
     return Check("trust", "pass", T("signed by %s (%s)", trust.verified,
@@ -1989,7 +1989,7 @@ def load_bundle(s, root, required=True):
     except (IOError, OSError) as exc:
         if not required:
             return None
-        raise Failure(T("cannot read %s: %s", path, exc.strerror or str(exc)),
+        raise Failure(T("cannot read %s: %s", path, exc.strerror or exc_text(exc)),
                       T("run install.sh from the unpacked bundle folder (or pass --bundle DIR)"))
     damaged = T("the bundle is damaged or was altered: copy it again from the source, or "
                 "rebuild it")
@@ -1999,7 +1999,7 @@ def load_bundle(s, root, required=True):
     try:
         manifest = json.loads(data.decode("utf-8"))
     except (ValueError, RuntimeError) as exc:  # RuntimeError: nested too deep to parse
-        raise Failure(T("%s is not valid JSON (%s)", path, one_line(str(exc))), damaged)
+        raise Failure(T("%s is not valid JSON (%s)", path, one_line(exc_text(exc))), damaged)
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise Failure(T("%s is not an airdock bundle manifest", path), T("re-copy the bundle"))
     try:
@@ -2007,7 +2007,7 @@ def load_bundle(s, root, required=True):
         validate_manifest(manifest)
     except ManifestProblem as exc:
         # what does not fit stays in the schema's own (English) words: field paths and shapes
-        raise Failure(T("%s is malformed: %s", path, str(exc)), damaged)
+        raise Failure(T("%s is malformed: %s", path, exc_text(exc)), damaged)
     bundle = Bundle(root, manifest, hashlib.sha256(data).hexdigest())
     s.result["bundle"] = {"name": bundle.name, "docker_version": bundle.docker_version,
                           "arch": bundle.arch, "path": root}
@@ -3228,7 +3228,7 @@ class InstallerLock(object):
 
     def unprotected(self, s, exc):
         s.say(T("warning: cannot lock %s (%s): nothing stops a second installer run meanwhile",
-                self.path, getattr(exc, "strerror", None) or str(exc)))
+                self.path, getattr(exc, "strerror", None) or exc_text(exc)))
         return False
 
     def is_current(self, fd):
@@ -3297,6 +3297,15 @@ class Failure(Exception):
         self.text, self.fix_text, self.code = message, fix, code
         self.message = english(message)
         self.fix = english(fix) if fix is not None else None
+
+
+def exc_text(exc):
+    """An exception's words as text, whatever they hold (Python 2's str() of a unicode
+    message with non-ASCII characters raises)."""
+    try:
+        return as_text(str(exc))
+    except UnicodeError:
+        return as_text(repr(exc))
 
 
 def to_text(data):
@@ -3576,7 +3585,8 @@ class Session(object):
                     os.makedirs(folder, 0o755)
                 self._log = open(self.log_path, "ab")
             except (IOError, OSError) as exc:
-                self.log_error = T("cannot write %s: %s", self.log_path, exc.strerror or str(exc))
+                self.log_error = T("cannot write %s: %s", self.log_path,
+                                   exc.strerror or exc_text(exc))
         if self._log:
             data = time.strftime("%Y-%m-%d %H:%M:%S ", time.gmtime()) + english(text) + "\n"
             if not isinstance(data, bytes):  # str on Python 3, unicode on Python 2

@@ -414,3 +414,37 @@ def test_install_status_uninstall_in_chinese(label, sandbox, installer_bundles):
     assert nothing.returncode == 0
     assert "Nothing to uninstall: no docker packages installed; `uninstall --purge`" in \
         nothing.stdout  # fmt: skip
+
+
+# ------------------------------------------------------------------ the documents
+
+
+def installer_options() -> set[str]:
+    proc = run_installer(installer_python("current"), "C", "--help")
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", proc.stdout.decode())) - {"--help"}
+
+
+def test_the_readmes_document_every_installer_option_in_both_languages():
+    options = installer_options()
+    assert {"--bundle", "--version", "--lang", "--output", "--no-start", "--json"} <= options
+    readme_txt = (INSTALLER.parent / "README.txt").read_text(encoding="utf-8")
+    english, chinese = readme_txt.split("\n中文说明：", 1)
+    project = (INSTALLER.parents[1] / "README.md").read_text(encoding="utf-8")
+    readme_zh = (INSTALLER.parents[1] / "README.zh-CN.md").read_text(encoding="utf-8")
+    for option in options - {"--output"}:  # README.txt shows it as -o FILE
+        for name, text in (("README.txt", english), ("README.txt (中文)", chinese),
+                           ("README.md", project), ("README.zh-CN.md", readme_zh)):  # fmt: skip
+            if option in ("--purge", "--trust-key", "--trust-fingerprint") and "README.txt" in name:
+                continue  # README.txt names them where uninstall and trust are explained
+            assert option in text, f"{option} not in {name}"
+    for text in (english, chinese, readme_zh):
+        assert "./install.sh inventory -o host.json" in text
+        assert "airdock build --baseline-from host.json" in text
+        assert "-o FILE" in text
+    # the same two set-up commands, the CLI and the target steps as README.md
+    for words in ("make bundle", "make test", "airdock build", "airdock versions",
+                  "airdock mirrors", "airdock release", "airdock diff", "airdock verify",
+                  "airdock split", "sudo ./install.sh check", "sudo ./install.sh status",
+                  "sudo ./install.sh uninstall", "sha256sum -c", ".JOIN.txt"):  # fmt: skip
+        assert words in project and words in readme_zh, words
+    assert "README.zh-CN.md" in project and "(README.md)" in readme_zh
