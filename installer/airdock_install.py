@@ -589,11 +589,14 @@ def main(argv=None):
         s.failed(Failure(T("internal error (%s: %s)", type(exc).__name__, exc_text(exc)),
                          T("please report it with the log")))
         code = 70
-    if args.command in ("check", "install") and "checks" not in s.result:
-        # stopped before the checks ran (an unreadable bundle, the lock): --json still
-        # names every check, each skipped with the reason
-        why = "not run: %s" % s.result.get("error", "the run stopped before the checks")
-        s.result["checks"] = [Check(name, "skip", why).as_dict() for name in CHECK_NAMES]
+    if args.command in ("check", "install"):
+        # stopped before or amid the checks (an unreadable bundle, the lock, a key rpm cannot
+        # read): --json still names every check, those not run skipped with the reason
+        done = s.result.setdefault("checks", [])
+        ran = set(c["name"] for c in done)
+        why = "not run: %s" % s.result.get("error", "the run stopped before this check")
+        done.extend(Check(name, "skip", why).as_dict() for name in CHECK_NAMES
+                    if name not in ran)
     s.finish(code)
     return code
 
@@ -817,9 +820,11 @@ def preflight(s, bundle, host):
         first = failed[0]
         fix = first.fix_text or T("fix it and run `./install.sh check` again")
         if len(failed) > 1:  # the others by name: --json has no lines above to point at
-            raise Failure(T("preflight failed: %s: %s (+%d more: %s)", first.name, first.text,
-                            len(failed) - 1, ", ".join(c.name for c in failed[1:])), fix)
-        raise Failure(T("preflight failed: %s: %s", first.name, first.text), fix)
+            others = [CheckLabel(c.name) for c in failed[1:]]
+            raise Failure(T("preflight failed: %s: %s (+%d more: %s)", CheckLabel(first.name),
+                            first.text, len(others),
+                            layout(", ".join(["%s"] * len(others)), *others)), fix)
+        raise Failure(T("preflight failed: %s: %s", CheckLabel(first.name), first.text), fix)
     return plan
 
 
@@ -1407,9 +1412,11 @@ class Check(object):
 def run_checks(s, bundle, host):
     """Every check in order; later ones are skipped when what they need failed."""
     checks = []
+    s.result["checks"] = []  # as they run: a run stopped amid them still reports these
 
     def add(check):
         checks.append(check)
+        s.result["checks"].append(check.as_dict())
         s.show_check(check)
         return check
 
@@ -1429,7 +1436,6 @@ def run_checks(s, bundle, host):
         for name in ("signatures", "headers", "remove-list", "conflicts", "docker-ce",
                      "transaction"):
             add(Check(name, "skip", T("needs yum and rpm")))
-        s.result["checks"] = [c.as_dict() for c in checks]
         return checks, plan
     headers = None
     if sums.status == "fail":
@@ -1450,7 +1456,6 @@ def run_checks(s, bundle, host):
         add(Check("transaction", "skip", T("the yum test transaction needs root")))
     else:
         add(check_transaction(s, bundle, plan))
-    s.result["checks"] = [c.as_dict() for c in checks]
     return checks, plan
 
 
@@ -3343,6 +3348,17 @@ class Msg(object):
         return "T(%r)" % (self.fmt,)
 
 
+class CheckLabel(Msg):
+    """A check's name: its id in English (as --json has it), its ZH label in Chinese."""
+
+    def __init__(self, name):
+        Msg.__init__(self, "check:" + name, ())
+        self.name = name
+
+    def render(self, lang="en"):
+        return Msg.render(self, lang) if lang == "zh" else as_text(self.name)
+
+
 def T(fmt, *args):
     """A message for the operator: fmt is the English text (a key of ZH) with %-placeholders."""
     return Msg(fmt, args)
@@ -3529,10 +3545,9 @@ class Session(object):
                                          " (fix: %s)" % check.fix if check.fix else ""))
         if self.json:
             return
-        status, name = check.status, check.name
-        if self.lang == "zh":  # the labels are ids in English (and in --json)
+        status, name = check.status, render(CheckLabel(check.name), self.lang)
+        if self.lang == "zh":  # in English the status is its id, as in --json
             status = render(T("check-status:" + check.status), self.lang)
-            name = render(T("check:" + check.name), self.lang)
         self._write(sys.stdout, u"  [%s] %s %s" % (pad(status, 4), pad(name, 12),
                                                    render(check.text, self.lang)))
         if check.fix_text and check.status in ("fail", "warn"):

@@ -342,7 +342,7 @@ def test_a_missing_dependency_in_chinese_names_the_inventory_commands(sandbox, i
     lines = proc.stderr.strip("\n").splitlines()
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr
     for words in (
-        "airdock：预检失败：transaction：本机缺少安装包需要的依赖包：iptables（docker-ce-",
+        "airdock：预检失败：yum 测试事务：本机缺少安装包需要的依赖包：iptables（docker-ce-",
         "请在本机运行 `./install.sh inventory -o host.json`",
         "把 host.json 带回联网的机器",
         "`airdock build --baseline-from host.json`",
