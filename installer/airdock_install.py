@@ -443,7 +443,7 @@ ZH = {
     "signature check failed: %s": "签名校验失败：%s",
     "the bundle was altered or is damaged: copy it again from the source":
         "安装包被改动或已损坏：请从源头重新拷贝",
-    "%s signed by the bundle's keys: %s": "%s 由安装包中的密钥签名：%s",
+    "%s signed by the bundle's keys: %s": "%s由安装包中的密钥签名：%s",
     "no answer from rpm -K": "rpm -K 没有结果",
     "rpm -K failed: %s": "rpm -K 失败：%s",
     "cannot read the key %s": "无法读取密钥 %s",
@@ -467,6 +467,7 @@ ZH = {
         "安装包被改动或来自其他发布者：请从你的发布者重新获取，并用 `airdock verify` 或 "
         "`gpg --verify` 校验",
     "signed by %s (%s)": "由 %s 签名（%s）",
+    "trusted: %s": "受信任：%s",
     "\nThe bundle is signed by an untrusted key: SHA256SUMS sha256 %s; compare it with the "
     "publisher's.":
         "\n安装包由未受信任的密钥签名：SHA256SUMS 的 sha256 为 %s；请与发布者公布的值比对。",
@@ -1169,7 +1170,8 @@ def show_packages(s, bundle, host, receipt):
         elif pkg:
             note = T("bundle has %s", pkg.evr)
         if have or pkg:
-            s.say(layout("  %-28s %-28s %s", name, have_evr or T("not installed"), note))
+            s.say(layout("  %s %s %s", Column(name, 28),
+                         Column(have_evr or T("not installed"), 28), note))
         rows.append({"name": name, "installed": have_evr, "bundle": pkg.evr if pkg else None})
     s.result["packages"] = rows
 
@@ -1185,7 +1187,8 @@ def show_services(s):
         active = active.splitlines()[-1] if active else "unknown"
         enabled = enabled.splitlines()[-1] if enabled else "no unit file"
         states[unit] = {"active": active, "enabled": enabled}  # systemctl's words, in JSON
-        s.say(layout("  %-12s %-10s %s", unit, T("unknown") if active == "unknown" else active,
+        s.say(layout("  %s %s %s", Column(unit, 12),
+                     Column(T("unknown") if active == "unknown" else active, 10),
                      T("no unit file") if enabled == "no unit file" else enabled))
     s.result["services"] = states
 
@@ -1264,7 +1267,7 @@ def describe_uninstall(packages, purge):
         lines.append(T("No docker packages to remove."))
     if purge:
         lines.append(T("Then DELETE (--purge):"))
-        lines.extend(layout("  %-22s %s", p, human_size(size)) for p, size in purge)
+        lines.extend(layout("  %s %s", Column(p, 22), human_size(size)) for p, size in purge)
     else:
         lines.append(T("Kept: %s (uninstall --purge deletes them).", ", ".join(DATA_DIRS)))
     return join_lines(lines)
@@ -1938,8 +1941,8 @@ class Trust(object):
     def source_of(self, fingerprint):
         for key in self.root:
             if key["primary"] == fingerprint:
-                return "trusted: %s" % key["source"]
-        return "trusted: --trust-fingerprint"
+                return T("trusted: %s", key["source"])
+        return T("trusted: %s", "--trust-fingerprint")
 
 
 def load_trust(s, args):
@@ -3346,6 +3349,17 @@ class Msg(object):
 
     def __repr__(self):
         return "T(%r)" % (self.fmt,)
+
+
+class Column(Msg):
+    """A table cell: its text padded to width columns (CJK characters take two)."""
+
+    def __init__(self, value, width):
+        Msg.__init__(self, "%s", (value,))
+        self.width = width
+
+    def render(self, lang="en"):
+        return pad(Msg.render(self, lang), self.width)
 
 
 class CheckLabel(Msg):
