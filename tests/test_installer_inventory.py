@@ -18,6 +18,7 @@ import subprocess
 
 import pytest
 
+from builder.baseline import load_baseline
 from tests.rig.dnfroot import QF
 from tests.rig.fixtures_sandbox import INSTALLER_PYTHONS, installer_python
 from tests.rig.sandbox import INSTALLER, KERNEL_EL7
@@ -86,6 +87,16 @@ def test_inventory_is_the_hosts_rpmdb_and_changes_nothing(label, sandbox, tmp_pa
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
     # every Python writes the same bytes for the same host (but its own version)
     assert out.read_text().endswith("}\n") and " \n" not in out.read_text()
+
+    # the builder reads it as it is: --baseline-from host.json sees the same packages
+    baseline = load_baseline(out)
+    assert baseline.kind == "inventory" and baseline.hostname == inventory["hostname"]
+    assert baseline.arch == inventory["arch"]
+    assert {(p.name, p.epoch, p.version, p.release, p.arch) for p in baseline.packages} == {
+        (p["name"], p["epoch"], p["version"], p["release"], p["arch"])
+        for p in packages
+        if p["name"] != "gpg-pubkey"  # keys in the rpmdb, not software (builder/baseline.py)
+    }
 
     # an rpmdb it cannot read (the sandbox's, as nobody): one line with rpm's own words
     as_nobody = sb.run([python, INSTALLER, "inventory", "--log", "/dev/null"], user="nobody")
