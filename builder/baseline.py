@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .userfile import decode_user_text, read_user_file
 
 INVENTORY_FORMAT = "airdock-inventory/1"
 MAX_INVENTORY_BYTES = 16 * 1024 * 1024
@@ -74,31 +75,19 @@ class HostBaseline:
 
 def load_baseline(path: Path) -> HostBaseline:
     """Read ``--baseline-from FILE``: an inventory JSON or an ``rpm -qa`` listing."""
-    where = f"--baseline-from {path}"
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_INVENTORY_BYTES + 1)
-    except FileNotFoundError:
-        raise InventoryError(
-            f"{where}: no such file; run `./install.sh inventory -o host.json` on the target "
-            "and carry host.json back"
-        ) from None
-    except IsADirectoryError:
-        raise InventoryError(f"{where} is a folder; give the inventory file") from None
-    if len(data) > MAX_INVENTORY_BYTES:
-        raise InventoryError(
-            f"{where} is larger than {MAX_INVENTORY_BYTES // (1024 * 1024)} MiB; "
-            "this is not an inventory"
-        )
+    data = read_user_file(
+        path,
+        f"--baseline-from {path}",
+        MAX_INVENTORY_BYTES,
+        "the file `./install.sh inventory -o host.json` wrote on the target",
+        InventoryError,
+    )
     return parse_baseline(data, str(path))
 
 
 def parse_baseline(data: bytes, source: str) -> HostBaseline:
     where = f"--baseline-from {source}"
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InventoryError(f"{where} is not UTF-8 text; give the inventory JSON") from None
+    text = decode_user_text(data, where, "the inventory JSON", InventoryError)
     digest = hashlib.sha256(data).hexdigest()
     if text.lstrip().startswith("{"):
         return _from_json(text, source, where, digest)

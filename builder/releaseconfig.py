@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .userfile import decode_user_text, read_user_file
 
 MAX_CONFIG_BYTES = 1024 * 1024
 
@@ -92,19 +93,9 @@ def _toml_loads(text: str) -> dict[str, Any]:
 
 def load_release_config(path: Path) -> ReleaseConfig:
     where = f"--config {path}"
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: no such file; give the path of a release.toml") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{where} is a folder; give the path of a release.toml") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{where} is larger than 1 MiB; a release file is a few lines")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{where} is not UTF-8 text") from None
+    expected = "the path of a release.toml"
+    data = read_user_file(path, where, MAX_CONFIG_BYTES, expected, ConfigError)
+    text = decode_user_text(data, where, expected, ConfigError)
     try:
         doc = _toml_loads(text)
     except ConfigError as exc:

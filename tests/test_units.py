@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -283,3 +284,24 @@ def test_one_version_source_for_builder_and_installer(tmp_path):
     stamp_version(copy, "9.8.7")
     said = subprocess.run([sys.executable, str(copy), "--version"], capture_output=True, text=True)
     assert "airdock installer 9.8.7" in said.stdout + said.stderr
+
+
+def test_user_file_reads_are_bounded_and_each_failure_is_one_line(tmp_path: Path) -> None:
+    from builder.errors import UsageError
+    from builder.userfile import read_user_file
+
+    expected = "the path of a release.toml"
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 2049)
+    cases = {
+        tmp_path / "missing": "no such file",
+        tmp_path: "is a folder",
+        big: "larger than 2048 bytes",
+        Path("/dev/zero"): "larger than 2048 bytes",  # endless: the read stops at the bound
+    }
+    for path, words in cases.items():
+        with pytest.raises(UsageError) as info:
+            read_user_file(path, f"--config {path}", 2048, expected)
+        message = str(info.value)
+        assert words in message and message.endswith(expected) and "\n" not in message
+    assert read_user_file(big, "--config big", 4096, expected) == b"x" * 2049
