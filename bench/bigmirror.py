@@ -133,24 +133,31 @@ def _build_payload_rpm(pkg: Pkg, size: int, outdir: Path, workdir: Path) -> Path
                 target.write_text(content)
         spec = top / f"{pkg.name}.spec"
         spec.write_text(_spec(pkg, stage))
-        cmd = [
+        arch_args = ["--target", pkg.arch] if pkg.arch != "noarch" else []
+        _rpmbuild(top, outdir, [*arch_args, str(spec)])
+    built = outdir / pkg.filename
+    if not built.exists():
+        raise AssertionError(f"rpmbuild did not produce {built}")
+    return built
+
+
+def _rpmbuild(top: Path, rpmdir: Path, args: list[str]) -> None:
+    """rpmbuild in a private topdir and HOME, with the bench's payload compression."""
+    run(
+        [
             "rpmbuild",
             "-bb",
             "--quiet",
             "--define",
             f"_topdir {top / 'top'}",
             "--define",
-            f"_rpmdir {outdir}",
+            f"_rpmdir {rpmdir}",
             "--define",
             f"_binary_payload {PAYLOAD_MACRO}",
-        ]
-        if pkg.arch != "noarch":
-            cmd += ["--target", pkg.arch]
-        run([*cmd, str(spec)], env=rpm_env(top / "home"))
-    built = outdir / pkg.filename
-    if not built.exists():
-        raise AssertionError(f"rpmbuild did not produce {built}")
-    return built
+            *args,
+        ],
+        env=rpm_env(top / "home"),
+    )
 
 
 def _filler_spec(count: int) -> str:
@@ -189,21 +196,7 @@ def _build_fillers(outdir: Path, workdir: Path, count: int) -> None:
         top = Path(tmp)
         spec = top / "fillers.spec"
         spec.write_text(_filler_spec(count))
-        run(
-            [
-                "rpmbuild",
-                "-bb",
-                "--quiet",
-                "--define",
-                f"_topdir {top / 'top'}",
-                "--define",
-                f"_rpmdir {top / 'rpms'}",
-                "--define",
-                f"_binary_payload {PAYLOAD_MACRO}",
-                str(spec),
-            ],
-            env=rpm_env(top / "home"),
-        )
+        _rpmbuild(top, top / "rpms", [str(spec)])
         outdir.mkdir(parents=True, exist_ok=True)
         for rpm in (top / "rpms").rglob("bench-filler-*.rpm"):
             rpm.rename(outdir / rpm.name)

@@ -669,21 +669,14 @@ def print_report(bench: Bench, rows: list[dict[str, Any]]) -> None:
 
 
 def git_commit() -> str:
-    proc = subprocess.run(
-        ["git", "rev-parse", "--short=12", "HEAD"],
-        cwd=REPO_TOP,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=REPO_TOP,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    def git(*args: str) -> str:
+        proc = subprocess.run(
+            ["git", *args], cwd=REPO_TOP, capture_output=True, text=True, check=False
+        )
+        return proc.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return git("rev-parse", "--short=12", "HEAD") + ("-dirty" if dirty else "")
 
 
 @contextmanager
