@@ -69,6 +69,8 @@ LOCK_SUFFIX = ".lock"
 VERIFY_WORKERS = 2  # RPM checks at once: hashing is CPU-bound, downloads need little
 INSTALLER_DIR = Path(__file__).resolve().parent / "installer"
 INSTALLER_FILES = ("install.sh", "airdock_install.py", "README.txt")
+# The fleet playbook (installer/ansible/ -> BUNDLE/ansible/): see its README.txt.
+ANSIBLE_FILES = ("airdock.yml", "report.yml", "inventory.example.ini", "README.txt")
 # Installed CentOS packages that must go in the same transaction (docs/el7-facts.md#old-packages).
 OLD_DOCKER_PACKAGES = (
     "docker",
@@ -442,13 +444,15 @@ def stamp_version(installer: Path, version: str) -> None:
 
 
 def copy_installer(staging: Path) -> FileRef:
-    missing = [n for n in INSTALLER_FILES if not (INSTALLER_DIR / n).is_file()]
+    wanted = [*INSTALLER_FILES, *(f"ansible/{n}" for n in ANSIBLE_FILES)]
+    missing = [n for n in wanted if not (INSTALLER_DIR / n).is_file()]
     if missing:
         raise AirdockError(
             f"the installer files {', '.join(missing)} are missing from "
             f"{INSTALLER_DIR}; reinstall airdock"
         )
-    for name in INSTALLER_FILES:
+    (staging / "ansible").mkdir(exist_ok=True)
+    for name in wanted:
         shutil.copyfile(INSTALLER_DIR / name, staging / name)
     stamp_version(staging / "airdock_install.py", __version__)
     (staging / "install.sh").chmod(0o755)

@@ -903,5 +903,24 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+# -- fleet-report (the Ansible playbook's report; builder/fleet.py) ----------------------------
+@app.command("fleet-report")
+def fleet_report_cmd(
+    report: Path = typer.Argument(..., help="airdock-fleet-report.json written by ansible/airdock.yml."),
+    as_json: bool = typer.Option(False, "--json", help="Print the validated report as JSON."),
+) -> None:
+    """Print the fleet report's table (Markdown) for a change ticket; exit 1 if a host failed."""
+    from dataclasses import asdict
+
+    from .fleet import load_report, render_markdown
+
+    loaded = run(lambda: load_report(report))
+    if as_json:
+        typer.echo(json.dumps([asdict(r) for r in loaded.rows], indent=2))
+    else:
+        typer.echo(render_markdown(loaded), nl=False)
+    raise typer.Exit(1 if loaded.failed else 0)
+
+
 if __name__ == "__main__":
     main()
