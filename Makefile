@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests drive as real peers (rpm/dnf/createrepo_c, registry, dockerd, skopeo)
 TEST_DEBS := rpm createrepo-c dnf python3-dnf docker.io docker-registry skopeo busybox-static \
-             gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross util-linux
+             gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross util-linux openssh-server
 TEST_TOOLS := rpmbuild rpmsign createrepo_c dnf dockerd docker containerd docker-registry skopeo \
-              busybox gcc aarch64-linux-gnu-gcc unshare nsenter
+              busybox gcc aarch64-linux-gnu-gcc unshare nsenter sshd
 BUNDLE_ARGS ?=
 # The oldest Python the builder claims (pyproject: >= 3.9); its tests run there too.
 OLDEST_PYTHON ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.9*/bin/python3.9) \
@@ -16,7 +16,7 @@ OLDEST_VENV := .venv-oldest
 # Builder tests (the installer's own tests already run it under 2.7, 3.6 and the current Python).
 OLDEST_TESTS := --ignore-glob='tests/test_installer*' --ignore=tests/test_rig_mirror.py
 
-.PHONY: all bundle test test-oldest check lint typecheck venv deps clean demo bench
+.PHONY: all bundle test test-oldest check lint typecheck venv deps clean demo bench demo-fleet ansible29
 
 all: test
 
@@ -40,6 +40,7 @@ deps:
 	fi
 
 test: deps venv
+	@$(MAKE) --no-print-directory ansible29 || echo "Ansible 2.9 did not install: the fleet tests use ansible-core 2.16 only"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-oldest
 
@@ -63,6 +64,7 @@ bench: deps venv
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BENCH_DEBS); \
 	fi
 	$(BIN)/python -m bench.build_bench $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
+	$(BIN)/python bench/fleet_bench.py
 
 # The gates CI runs: lint (ruff; the installer with rules that stay valid on Python 2.7),
 # typecheck (mypy on builder/), then the whole test suite.
@@ -79,9 +81,24 @@ typecheck: venv
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .cache
+	rm -rf $(VENV) $(OLDEST_VENV) .venv-ansible29 .pytest_cache .cache
 
 # The whole story offline on this machine: fixture mirror + registry -> airdock build ->
 # CentOS 7 sandbox host: check, install, status, hello-world, uninstall, --purge (needs root).
 demo: deps venv
 	$(BIN)/python -m tests.rig.demo
+
+# The fleet playbook (BUNDLE/ansible/airdock.yml) over real SSH onto three sandbox hosts,
+# offline, printed step by step (root). AIRDOCK_DEMO_ANSIBLE=2.9 after `make ansible29`.
+demo-fleet: deps venv
+	$(BIN)/python -m tests.rig.demo_fleet
+
+# EPEL 7's Ansible 2.9 from PyPI, on the oldest Python here (3.9; 2.9 predates 3.10): the
+# fleet tests run their scenarios with it too when this venv exists (ansible-core 2.16,
+# which needs Python >= 3.10, is in .venv through pyproject's test extras).
+ANSIBLE29_PYTHON ?= $(OLDEST_PYTHON)
+ansible29: .venv-ansible29/bin/ansible-playbook
+
+.venv-ansible29/bin/ansible-playbook:
+	$(ANSIBLE29_PYTHON) -m venv .venv-ansible29
+	.venv-ansible29/bin/pip install -q 'ansible==2.9.*'

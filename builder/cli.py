@@ -906,7 +906,9 @@ def main() -> None:
 # -- fleet-report (the Ansible playbook's report; builder/fleet.py) ----------------------------
 @app.command("fleet-report")
 def fleet_report_cmd(
-    report: Path = typer.Argument(..., help="airdock-fleet-report.json written by ansible/airdock.yml."),
+    report: Path = typer.Argument(
+        ..., help="airdock-fleet-report.json written by ansible/airdock.yml."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the validated report as JSON."),
 ) -> None:
     """Print the fleet report's table (Markdown) for a change ticket; exit 1 if a host failed."""

@@ -155,7 +155,9 @@ class SshHost:
             f"ansible_python_interpreter={python}"
         )
 
-    def ssh(self, command: str, known_hosts: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    def ssh(
+        self, command: str, known_hosts: Path, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         """One plain ``ssh`` command on the host (what an operator would type)."""
         return subprocess.run(
             ["ssh", "-F", "/dev/null", "-i", str(self.keys.private), "-p", str(self.port),
