@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from builder.fleet import load_report, render_markdown
+from tests.rig.fixtures_sandbox import airdock_cli
 from tests.rig.fleet import Fleet, ansible_playbook, read_report, rows
 from tests.rig.sandbox import KERNEL_EL6, flip_byte, rewrite_sha256sums
 from tests.rig.sshhost import SshHost, SshKeys
@@ -213,14 +214,34 @@ def test_a_tampered_bundle_is_refused_and_no_host_changes(
     assert "TASK [install.sh install --yes --json]" not in play.output  # no batch started
 
 
-def test_uninstall_keeps_data_and_status_collects_versions(
+def test_split_parts_check_mode_uninstall_keeps_data_and_status(
     fleet, fleet_bundle, publisher, ansible, tmp_path
 ):
-    tarball = stage(fleet_bundle, tmp_path / "usb")
-    book = playbook_of(tarball, tmp_path / "bastion")
+    """The tarball carried as parts (re-joined and checked on each host); --check is the
+    installer's --dry-run; then install, status, uninstall (data kept), status."""
+    usb = tmp_path / "usb"
+    subprocess.run([*airdock_cli(), "split", str(fleet_bundle), "--size", "100K", "--output",
+                    str(usb)], check=True, capture_output=True)  # fmt: skip
+    tarball = usb / fleet_bundle.name
+    assert not tarball.exists() and len(list(usb.glob("*.part-*[0-9]"))) > 1
+    book = playbook_of(fleet_bundle, tmp_path / "bastion")
     f = fleet({"h1": {}, "h2": {}})
-    common = {"bundle": tarball, "trust_key": publisher.public}
-    assert f.play(book, ansible, {**common, "airdock_serial": "100%"}).returncode == 0
+    common = {"bundle": tarball, "trust_key": publisher.public, "airdock_serial": "100%"}
+    before = {h.name: h.sandbox.snapshot() for h in f.hosts}
+
+    dry = f.play(book, ansible, common, check=True)
+    assert dry.returncode == 0, dry
+    assert {r["result"] for r in read_report(usb)["hosts"]} == {"dry-run"}
+    for h in f.hosts:
+        after, was = h.sandbox.snapshot(), before[h.name]
+        for key in ("rpm", "history", "daemons"):
+            assert after[key] == was[key], f"{h.name}: --check changed {key}"
+        assert not h.sandbox.receipt.exists() and not h.sandbox.trusted_keys
+        staged = h.sandbox.var_lib / "airdock" / "bundles"
+        assert (staged / tarball.name).is_file()  # re-joined from the parts on the host
+
+    assert f.play(book, ansible, common).returncode == 0
+    assert {r["result"] for r in read_report(usb)["hosts"]} == {"installed"}
 
     status = f.play(book, ansible, {"airdock_action": "status", "report_dir": tmp_path / "status"})
     assert status.returncode == 0, status
