@@ -259,6 +259,11 @@ def test_split_parts_check_mode_uninstall_keeps_data_and_status(
         kept = host.sandbox.var_lib / "docker"
         assert kept.is_dir() and any(kept.iterdir()), f"{name}: /var/lib/docker was not kept"
 
+    again = f.play(book, ansible, {"airdock_action": "uninstall", "report_dir": tmp_path / "un2"})
+    assert again.returncode == 0, again
+    assert {h: r["changed"] for h, r in again.recap.items() if h != "localhost"} == {
+        "h1": 0, "h2": 0}, again  # fmt: skip
+
     after = f.play(book, ansible, {"airdock_action": "status", "report_dir": tmp_path / "status2"})
     assert after.returncode == 0, after
     assert all(r["docker_after"] is None for r in read_report(tmp_path / "status2")["hosts"])
