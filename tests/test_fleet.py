@@ -170,6 +170,28 @@ def test_a_host_failing_preflight_is_named_and_the_others_install(
     assert "| h2 | refused |" in md and "preflight failed: kernel" in md
 
 
+def test_a_failed_batch_stops_the_rollout(fleet, fleet_bundle, publisher, ansible, tmp_path):
+    """h1 passes its check but its docker cannot start (a daemon.json dockerd refuses): the
+    first batch (20% of 3 = one host) fails, max_fail_percentage 0 stops the rollout, h2 and
+    h3 are not touched, and the report says so."""
+    tarball = stage(fleet_bundle, tmp_path / "usb")
+    book = playbook_of(tarball, tmp_path / "bastion")
+    f = fleet({"h1": {}, "h2": {}, "h3": {}})
+    bad = f.by_name("h1").sandbox
+    (bad.host / "etc" / "docker" / "daemon.json").write_text('{"storage-driver": "overlay2"}\n')
+    play = f.play(book, ansible, {"bundle": tarball, "trust_key": publisher.public})
+    assert play.returncode != 0, play
+    table = rows(read_report(tarball.parent))
+    assert table["h1"]["result"] == "failed", table["h1"]
+    assert "systemctl enable --now containerd docker failed" in table["h1"]["failure"]
+    assert "journalctl -u docker" in table["h1"]["fix"]
+    for name in ("h2", "h3"):
+        assert table[name]["result"] == "not run", table[name]
+        assert "docker-ce" not in f.by_name(name).sandbox.root.installed_names()
+    md = (tarball.parent / "airdock-fleet-report.md").read_text()
+    assert "| h1 | failed |" in md and "| h3 | not run |" in md
+
+
 def tampered(tarball: Path, work: Path) -> Path:
     """An RPM altered after signing, SHA256SUMS recomputed (not re-signed), re-packed with a
     matching .sha256: what slips past a transport check but not the publisher's signature."""

@@ -217,6 +217,7 @@ class FleetLab:
         made = []
         try:
             for host, kind in specs.items():
+                (base / host).mkdir(parents=True)
                 root = self.templates[kind].copy(base / host / "root")
                 box = Sandbox(base / host / "host-sandbox", root)
                 made.append(SshHost(host, box, self.keys).start())
