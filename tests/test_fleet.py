@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from builder.fleet import load_report, render_markdown
+from builder.tarutil import TARBALL_SUFFIX
 from tests.rig.fixtures_sandbox import airdock_cli
 from tests.rig.fleet import Fleet, ansible_playbook, read_report, rows
 from tests.rig.sandbox import KERNEL_EL6, flip_byte, rewrite_sha256sums
@@ -49,7 +50,7 @@ def ansible(request) -> Path:
 def fleet_bundle(image_bundles) -> Path:
     """The signed 26.1.4 tarball with hello-world (its .sha256 and .sha256.asc beside it)."""
     folder = image_bundles["26.1.4"]
-    tarball = folder.parent / f"{folder.name}.tar.gz"
+    tarball = folder.parent / f"{folder.name}{TARBALL_SUFFIX}"
     assert tarball.is_file() and Path(f"{tarball}.sha256").is_file()
     return tarball
 
@@ -90,8 +91,8 @@ def stage(tarball: Path, folder: Path) -> Path:
 def playbook_of(tarball: Path, work: Path) -> Path:
     """The bundle's own ansible/airdock.yml (unpacked from the tarball, as an operator does)."""
     work.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["tar", "-xzf", str(tarball), "-C", str(work)], check=True)
-    name = tarball.name[: -len(".tar.gz")]
+    subprocess.run(["tar", "-xf", str(tarball), "-C", str(work)], check=True)
+    name = tarball.name[: -len(TARBALL_SUFFIX)]
     return work / name / "ansible" / "airdock.yml"
 
 
@@ -196,15 +197,15 @@ def tampered(tarball: Path, work: Path) -> Path:
     """An RPM altered after signing, SHA256SUMS recomputed (not re-signed), re-packed with a
     matching .sha256: what slips past a transport check but not the publisher's signature."""
     work.mkdir(parents=True)
-    subprocess.run(["tar", "-xzf", str(tarball), "-C", str(work)], check=True)
-    name = tarball.name[: -len(".tar.gz")]
+    subprocess.run(["tar", "-xf", str(tarball), "-C", str(work)], check=True)
+    name = tarball.name[: -len(TARBALL_SUFFIX)]
     folder = work / name
     rpm = sorted((folder / "rpms").glob("docker-ce-2*.rpm"))[0]
     flip_byte(rpm)
     rewrite_sha256sums(folder, sign=False)
     out = work / "usb"
     out.mkdir()
-    subprocess.run(["tar", "-czf", str(out / tarball.name), "-C", str(work), name], check=True)
+    subprocess.run(["tar", "-cf", str(out / tarball.name), "-C", str(work), name], check=True)
     digest = subprocess.run(["sha256sum", tarball.name], cwd=out, capture_output=True, text=True,
                             check=True).stdout  # fmt: skip
     (out / f"{tarball.name}.sha256").write_text(digest)

@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from builder.tarutil import TARBALL_SUFFIX
 from tests.rig.sshhost import SshHost, write_known_hosts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,7 +187,7 @@ class FleetLab:
                                   self.work / "cache", "26.1.4", "--image", "hello-world:latest",
                                   "--registry-mirror", self.registry.url, "--sign-key",
                                   str(self.publisher.secret))  # fmt: skip
-            self.tarball = folder.parent / f"{folder.name}.tar.gz"
+            self.tarball = folder.parent / f"{folder.name}{TARBALL_SUFFIX}"
             self.templates = {}
             for kind in ("core", "old-docker"):
                 say(
@@ -234,8 +235,8 @@ class FleetLab:
         bastion = self.work / "bastion"
         if not bastion.exists():
             bastion.mkdir()
-            subprocess.run(["tar", "-xzf", str(self.tarball), "-C", str(bastion)], check=True)
-        return bastion / self.tarball.name[: -len(".tar.gz")] / "ansible" / "airdock.yml"
+            subprocess.run(["tar", "-xf", str(self.tarball), "-C", str(bastion)], check=True)
+        return bastion / self.tarball.name[: -len(TARBALL_SUFFIX)] / "ansible" / "airdock.yml"
 
     def close(self) -> None:
         for fleet in self.fleets:
