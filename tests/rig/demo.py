@@ -64,6 +64,14 @@ def in_sandbox(sb: Sandbox, argv: list[str]) -> subprocess.CompletedProcess:
     return show(argv, sb.run(argv))
 
 
+def drop_work(work: Path) -> None:
+    """Remove the demo's folder, or keep it (and say where) with AIRDOCK_DEMO_KEEP=1."""
+    if os.environ.get("AIRDOCK_DEMO_KEEP") == "1":
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("make demo needs root (the sandbox host uses unshare --mount)", file=sys.stderr)
@@ -155,10 +163,7 @@ def main() -> int:
             registry.stop()
         if server is not None:
             server.stop()
-        if os.environ.get("AIRDOCK_DEMO_KEEP") == "1":
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        drop_work(work)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.rig.demo import BOLD, RESET, step
+from tests.rig.demo import BOLD, RESET, drop_work, step
 from tests.rig.fixtures_sandbox import airdock_cli
 from tests.rig.fleet import FleetLab, ansible_playbook
 
@@ -95,10 +95,7 @@ def main() -> int:
     finally:
         if lab is not None:
             lab.close()
-        if os.environ.get("AIRDOCK_DEMO_KEEP") == "1":
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        drop_work(work)
 
 
 if __name__ == "__main__":
