@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .download import Download, Downloader, file_digest, parallel
+from .download import Download, Downloader, file_digest, parallel, results
 from .errors import AirdockError
 from .locks import FileLock, Notify, remove_if_free
 from .manifest import (
@@ -293,13 +293,7 @@ def fetch_rpms(
                     check_and_describe, rpm, keyring, plan.created, verdicts, xml
                 )
 
-            pending = parallel(fetch, plan.packages, jobs)
-            try:
-                return [f.result() for f in pending]
-            except BaseException:
-                for f in pending:
-                    f.cancel()
-                raise
+            return results(parallel(fetch, plan.packages, jobs))
     finally:
         reporter.bytes_finished()
 

@@ -35,7 +35,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -863,10 +863,15 @@ def parallel(work: Callable[[A], T], items: Sequence[A], jobs: int) -> list[T]:
     if jobs <= 1 or len(items) <= 1:
         return [work(item) for item in items]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(work, item) for item in items]
-        try:
-            return [f.result() for f in futures]
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+        return results([pool.submit(work, item) for item in items])
+
+
+def results(futures: Sequence[Future[T]]) -> list[T]:
+    """The futures' results in order; at the first error the ones not yet started are
+    cancelled and the error is raised."""
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
