@@ -228,8 +228,9 @@ def metadata_types(
     opts: BuildOptions, repo: Repo, sources: Sequence[tuple[str, Sequence[str]]]
 ) -> tuple[str, ...]:
     """What a plan reads of ``repo`` in the first round: primary, and the os repo's comps
-    with a minimal closure (read then with the primaries instead of one round trip later)."""
-    kind = group_record(repo) if opts.closure == "minimal" else None
+    when the @core baseline will be used (a minimal closure with no --baseline-from host),
+    read then with the primaries instead of one round trip later."""
+    kind = group_record(repo) if opts.closure == "minimal" and opts.host is None else None
     return ("primary", kind) if kind and repo.id == sources[1][0] else ("primary",)
 
 
